@@ -112,7 +112,20 @@ def plan_layers(model: nn.Module, cfg: CompressConfig) -> list[LayerPlan]:
     return plans
 
 
-_CACHE_KWARGS = ("past_key_values", "past_key_value", "layer_past")
+# Names a decoder layer has used for its KV cache argument (transformers renamed it again in
+# 5.24: ``past_key_values`` -> ``cache``). A value of transformers' ``Cache`` type is dropped
+# whatever its name, so the next rename cannot make a replayed block grow its cache.
+_CACHE_KWARGS = ("past_key_values", "past_key_value", "layer_past", "cache")
+
+
+def _is_kv_cache(key: str, value: object) -> bool:
+    if key in _CACHE_KWARGS:
+        return True
+    try:
+        from transformers.cache_utils import Cache
+    except ImportError:  # pragma: no cover - transformers always has it since 4.36
+        return False
+    return isinstance(value, Cache)
 
 
 class _Stop(Exception):
@@ -145,8 +158,8 @@ def capture_block_inputs(
 
     def hook(module, args, kwargs):
         kwargs = dict(kwargs)
-        for key in _CACHE_KWARGS:  # a KV cache would grow with every replay of the block
-            if key in kwargs:
+        for key, value in kwargs.items():  # a KV cache would grow with every replay of the block
+            if _is_kv_cache(key, value):
                 kwargs[key] = None
         if "use_cache" in kwargs:
             kwargs["use_cache"] = False

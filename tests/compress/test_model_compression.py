@@ -70,6 +70,33 @@ def test_block_replay_reproduces_the_model(tiny):
             assert torch.allclose(logits, model_logits(model, spec, ids, attn), atol=1e-5)
 
 
+@pytest.mark.parametrize("name", ["past_key_values", "cache", "kv_state_renamed_in_a_future_release"])
+def test_capture_drops_the_kv_cache_whatever_its_name(name):
+    """transformers 5.24 renamed the decoder layer's ``past_key_values`` to ``cache``; a cache
+    kept in the captured kwargs grows on every replay of the block (the Dream failure)."""
+    from transformers.cache_utils import DynamicCache
+
+    seen = []
+
+    class Block(torch.nn.Module):
+        def forward(self, hidden, **kwargs):
+            seen.append(kwargs)
+            return hidden
+
+    class Model(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.block = Block()
+
+        def forward(self, ids, attn):
+            return self.block(ids.float(), **{name: DynamicCache(), "use_cache": True, "other": 1})
+
+    model = Model()
+    states = capture_block_inputs(model.block, [(torch.zeros(1, 3), torch.ones(1, 3))], model)
+    assert states[0].kwargs[name] is None and states[0].kwargs["use_cache"] is False
+    assert states[0].kwargs["other"] == 1
+
+
 def test_hessians_share_inputs_and_ignore_padding(tiny):
     model, _, spec, batches = tiny
     inputs = calibration_inputs(batches, spec, seed=0)
