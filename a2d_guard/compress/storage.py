@@ -4,8 +4,9 @@ Layout: the family's usual ``config.json`` (LLaDA's own config and key names for
 the transformers config for dream/masked_lm) plus the key ``"a2d_guard_compression"``,
 ``model.safetensors`` with every tensor of the model (``QLRLinear`` layers as ``qweight``,
 ``scales``, ``offsets``, ``L``, ``R`` [, ``bias``]), and the tokenizer files. Because the
-config carries that key, ``a2d_guard.models.load_model(folder)`` routes here, so the folder
-works wherever ``--model DIR`` is accepted.
+config carries that key, ``a2d_guard.models.load_model(folder)`` routes here (through the
+format registry of ``a2d_guard.models.formats``, which names ``load_compressed``), so the
+folder works wherever ``--model DIR`` is accepted.
 
 Loading builds the architecture with its parameters on the meta device (no memory, no
 random init), swaps the listed layers for empty ``QLRLinear`` shells, and assigns the
@@ -23,7 +24,8 @@ from torch import nn
 
 from a2d_guard.compress.qlr_linear import QLRLinear
 from a2d_guard.errors import A2DGuardError
-from a2d_guard.models.loader import COMPRESSION_KEY, FAMILY_KEY
+from a2d_guard.models.formats import COMPRESSION_KEY
+from a2d_guard.models.loader import FAMILY_KEY
 from a2d_guard.models.spec import ModelSpec
 
 FORMAT = "a2d-guard-qlr"

@@ -15,22 +15,43 @@ import torch
 
 from a2d_guard.errors import A2DGuardError
 from a2d_guard.models import dream, llada, masked_lm
+from a2d_guard.models.formats import find_format, load_with_format
 from a2d_guard.models.spec import FAMILIES, ModelSpec
 
 TINY = "tiny"
 FAMILY_KEY = "a2d_guard_family"  # written into config.json by save_model
-COMPRESSION_KEY = "a2d_guard_compression"  # written into config.json by `a2d-guard compress`
 # What a model folder needs from the Hub: configs, tokenizer files, safetensors (never pickle).
 _HUB_PATTERNS = ["*.json", "*.safetensors", "*.txt", "*.model", "*.jinja", "*.tiktoken"]
 
 
 def resolve_device(device: str | torch.device | None) -> torch.device:
+    """The one place a user's device becomes a ``torch.device`` (CLI, ``LLM``, training).
+
+    Checked here, before any tensor moves: without this, a CUDA-less torch fails deep in
+    ``.to("cuda")`` with an ``AssertionError`` traceback, and a missing ordinal with a
+    CUDA runtime error.
+    """
     if device is None:
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     try:
-        return torch.device(device)
-    except RuntimeError:
+        dev = torch.device(device)
+    except (RuntimeError, TypeError):
         raise A2DGuardError(f"unknown device {device!r}; use cpu, cuda or cuda:N") from None
+    if dev.type == "cuda":
+        if not torch.cuda.is_available():
+            raise A2DGuardError(
+                f"--device {device}: CUDA is not available on this machine (torch.cuda.is_available() is "
+                "False); use --device cpu (device='cpu' in Python) or install a CUDA build of torch"
+            )
+        count = torch.cuda.device_count()
+        if dev.index is not None and dev.index >= count:
+            raise A2DGuardError(
+                f"--device {device}: this machine has {count} CUDA device(s); use one of "
+                f"{', '.join(f'cuda:{i}' for i in range(count))}"
+            )
+    elif dev.type == "mps" and not torch.backends.mps.is_available():
+        raise A2DGuardError(f"--device {device}: MPS is not available on this machine; use --device cpu")
+    return dev
 
 
 def resolve_dtype(dtype: str | torch.dtype | None, device: torch.device) -> torch.dtype:
@@ -232,10 +253,9 @@ def _load_from_folder(folder: Path, raw: dict, family: str | None, dt, dev, trus
     if fam == TINY:  # a saved tiny model is an ordinary LLaDA-layout folder
         fam = "llada"
     tokenizer = _load_tokenizer(folder, fam, trust_remote_code)
-    if COMPRESSION_KEY in raw:  # a folder written by `a2d-guard compress`
-        from a2d_guard.compress.storage import load_compressed
-
-        model = load_compressed(folder, raw, fam, dt, dev)
+    fmt = find_format(raw)  # e.g. a folder written by `a2d-guard compress` (models/formats.py)
+    if fmt is not None:
+        model = load_with_format(fmt, folder, raw, fam, dt, dev)
     elif fam == "llada":
         if not llada.is_llada_config(raw):
             raise A2DGuardError(
