@@ -30,6 +30,7 @@ import torch
 
 from a2d_guard.demo.corpus import build_corpus
 from a2d_guard.demo.evaluate import ATTACKS, ORDERS, EvalSettings, Evaluator
+from a2d_guard.models.safetensors_file import check_weights_folder
 from a2d_guard.training import TrainConfig, train
 from a2d_guard.training.trainer import ADAPTER_DIR, MODEL_DIR
 
@@ -91,6 +92,8 @@ def train_or_reuse(config: TrainConfig, log) -> tuple[Path, bool]:
     out, target = Path(config.output), _deliverable(config)
     saved = out / "config.yaml"
     if target.is_dir() and saved.is_file() and yaml.safe_load(saved.read_text()) == config.to_dict():
+        # Fail now, not after minutes of evaluating the other models, if a kept file is damaged.
+        check_weights_folder(target, f"delete {str(out)!r} and run the demo again to retrain it")
         return target, True
     train(config, overwrite=out.exists(), log=log)
     return target, False

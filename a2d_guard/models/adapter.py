@@ -18,6 +18,7 @@ import torch
 
 from a2d_guard.errors import A2DGuardError
 from a2d_guard.models.llada import llada_to_native_key
+from a2d_guard.models.safetensors_file import load_safetensors
 from a2d_guard.models.spec import ModelSpec
 
 ADAPTER_CONFIG = "adapter_config.json"
@@ -29,9 +30,11 @@ _LORA_FIELDS = ("r", "lora_alpha", "lora_dropout", "bias", "use_rslora", "fan_in
 
 
 def read_adapter(folder: str | Path) -> tuple[dict, dict[str, torch.Tensor]]:
-    """Read ``adapter_config.json`` and ``adapter_model.safetensors`` (never pickle)."""
-    from safetensors.torch import load_file
+    """Read ``adapter_config.json`` and ``adapter_model.safetensors`` (never pickle).
 
+    A damaged file (an interrupted copy, download or write) is an ``A2DGuardError`` naming
+    it, not a JSON or safetensors traceback.
+    """
     folder = Path(folder)
     if not folder.is_dir():
         raise A2DGuardError(
@@ -43,8 +46,15 @@ def read_adapter(folder: str | Path) -> tuple[dict, dict[str, torch.Tensor]]:
                 f"adapter folder {str(folder)!r} has no {name}; point --adapter at a PEFT adapter "
                 "folder saved with safetensors (e.g. OUTPUT/adapter from `a2d-guard train`)"
             )
-    config = json.loads((folder / ADAPTER_CONFIG).read_text())
-    return config, load_file(str(folder / ADAPTER_WEIGHTS))
+    fix = ("copy or download the adapter again, or re-train it (a2d-guard train ... --output DIR writes "
+           "DIR/adapter)")
+    try:
+        config = json.loads((folder / ADAPTER_CONFIG).read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError):
+        raise A2DGuardError(f"{folder / ADAPTER_CONFIG} is not valid JSON; {fix}") from None
+    if not isinstance(config, dict):
+        raise A2DGuardError(f"{folder / ADAPTER_CONFIG} is not a JSON object; {fix}")
+    return config, load_safetensors(folder / ADAPTER_WEIGHTS, fix)
 
 
 def _check_shapes(model, state: dict[str, torch.Tensor], folder: Path, base: str | None) -> list[str]:

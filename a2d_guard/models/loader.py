@@ -16,6 +16,7 @@ import torch
 from a2d_guard.errors import A2DGuardError
 from a2d_guard.models import dream, llada, masked_lm
 from a2d_guard.models.formats import find_format, load_with_format
+from a2d_guard.models.safetensors_file import check_weights_folder
 from a2d_guard.models.spec import FAMILIES, ModelSpec
 
 TINY = "tiny"
@@ -252,6 +253,8 @@ def _load_from_folder(folder: Path, raw: dict, family: str | None, dt, dev, trus
     fam = family or detect_family(raw)
     if fam == TINY:  # a saved tiny model is an ordinary LLaDA-layout folder
         fam = "llada"
+    check_weights_folder(folder, "copy or download the model again (a Hub model: delete it from the Hugging Face "
+                                 "cache to fetch it anew), or re-run the command that wrote the folder")
     tokenizer = _load_tokenizer(folder, fam, trust_remote_code)
     fmt = find_format(raw)  # e.g. a folder written by `a2d-guard compress` (models/formats.py)
     if fmt is not None:
