@@ -16,6 +16,7 @@ One step of the loop:
 
 from __future__ import annotations
 
+import operator
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
@@ -72,10 +73,37 @@ def response_tokens(canvas: torch.Tensor, prompt_length: int, end_ids: tuple[int
     return out
 
 
+def check_token_ids(spec: ModelSpec, ids: Sequence[int], what: str = "prompt") -> list[int]:
+    """``ids`` as plain ints, each a token of the model's vocabulary ([0, vocab_size)).
+
+    Accepts anything integer-like (``int``, NumPy or 0-d torch integers) but not ``bool`` or
+    floats: a float id is a caller's bug that ``int()`` would hide, and an id outside the
+    vocabulary would otherwise fail deep in the embedding with an ``IndexError``.
+    """
+    out = []
+    for j, t in enumerate(ids):
+        try:
+            if isinstance(t, bool):
+                raise TypeError
+            v = operator.index(t)
+        except TypeError:
+            raise A2DGuardError(
+                f"{what}: token {j} is {t!r} ({type(t).__name__}); token ids must be ints in [0, {spec.vocab_size})"
+            ) from None
+        if not 0 <= v < spec.vocab_size:
+            raise A2DGuardError(
+                f"{what}: token id {v} (position {j}) is outside the model's vocabulary [0, {spec.vocab_size}); "
+                "encode the text with this model's tokenizer"
+            )
+        out.append(v)
+    return out
+
+
 def validate_request(spec: ModelSpec, prompt_ids: Sequence[int], params: SamplingParams) -> None:
     """Checks that need the model (the rest is in ``SamplingParams.validate``)."""
     if len(prompt_ids) == 0:
         raise A2DGuardError("prompt is empty; pass at least one token of prompt text")
+    check_token_ids(spec, prompt_ids)
     params.validate(vocab_size=spec.vocab_size)
     total = len(prompt_ids) + params.gen_length
     if spec.max_positions and total > spec.max_positions:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import operator
 from collections.abc import Sequence as Seq
 from pathlib import Path
 
@@ -45,16 +46,22 @@ class LLM:
         """Decode every prompt; outputs come back in input order.
 
         All requests are validated before any is queued, so a bad one raises
-        ``A2DGuardError`` and nothing runs.
+        ``A2DGuardError`` naming its index and nothing runs. ``prompts`` is one prompt (a
+        ``str`` or one list of int token ids) or a list of prompts; an empty list decodes
+        nothing and returns ``[]`` (as ``map`` would), while an empty prompt is an error.
         """
-        if isinstance(prompts, str) or (prompts and isinstance(prompts[0], int)):
-            prompts = [prompts]  # type: ignore[list-item]
+        from a2d_guard.diffusion.reference import check_token_ids, validate_request
+
+        prompts = as_prompt_list(prompts)
         if sampling_params is None:
             sampling_params = SamplingParams()
         params = [sampling_params] * len(prompts) if isinstance(sampling_params, SamplingParams) else list(
             sampling_params)
         if len(params) != len(prompts):
             raise A2DGuardError(f"got {len(prompts)} prompts but {len(params)} sampling params; pass one or one each")
+        for i, p in enumerate(params):
+            if not isinstance(p, SamplingParams):
+                raise A2DGuardError(f"sampling params {i} is a {type(p).__name__}; pass SamplingParams(...)")
         requests = []
         for i, (prompt, p) in enumerate(zip(prompts, params, strict=True)):
             if isinstance(prompt, str):
@@ -62,8 +69,9 @@ class LLM:
                     raise A2DGuardError(f"prompt {i} is empty; pass some text")
                 requests.append((prompt, self.encode(prompt), p))
             else:
-                requests.append((None, list(prompt), p))
-        from a2d_guard.diffusion.reference import validate_request
+                if len(prompt) == 0:
+                    raise A2DGuardError(f"prompt {i} is an empty list of token ids; pass at least one token")
+                requests.append((None, check_token_ids(self.spec, prompt, f"prompt {i}"), p))
 
         for _, ids, p in requests:
             validate_request(self.spec, ids, p)
@@ -81,6 +89,45 @@ class LLM:
         if bar is not None:
             bar.close()
         return [r for r in results if r is not None]
+
+
+_ACCEPTED = "a str, a list of int token ids, or a list of those"
+
+
+def _is_token_id(x) -> bool:
+    try:
+        operator.index(x)
+    except TypeError:
+        return False
+    return not isinstance(x, bool)
+
+
+def _as_list(x):
+    """A tensor or array (anything with ``tolist`` that is not already a list) as a list."""
+    return x.tolist() if hasattr(x, "tolist") and not isinstance(x, (list, tuple)) else x
+
+
+def as_prompt_list(prompts) -> list:
+    """``generate``'s ``prompts`` as a list whose items are each a ``str`` or a list of token ids.
+
+    Why so strict: ``None`` or a number among the prompts used to surface as a bare
+    ``TypeError`` from ``list()``, and a float id was silently truncated by ``int()``.
+    Token ids themselves are checked (ints in the vocabulary) by ``check_token_ids``.
+    """
+    prompts = _as_list(prompts)
+    if isinstance(prompts, str):
+        return [prompts]
+    if not isinstance(prompts, Seq) or isinstance(prompts, (bytes, bytearray)):
+        raise A2DGuardError(f"prompts must be {_ACCEPTED}; got {type(prompts).__name__}")
+    items = [_as_list(p) for p in prompts]
+    if items and _is_token_id(items[0]):
+        return [items]  # one prompt of token ids (``check_token_ids`` names any bad one)
+    for i, p in enumerate(items):
+        if not isinstance(p, (str, list, tuple)):
+            raise A2DGuardError(
+                f"prompt {i} is {p!r:.40} ({type(p).__name__}); a prompt is a str or a list of int token ids"
+            )
+    return items
 
 
 def _progress(total: int):
