@@ -18,6 +18,8 @@ def compress(
                                         "or .json with 'text' or 'prompt'/'response'. A fifth (at most "
                                         "--eval-samples) is held out for the loss.")],
     output: Annotated[Path, typer.Option("--output", "-o", help="New folder for the compressed model.")],
+    overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace an earlier compressed folder at --output "
+                                            "(refused if it holds files compress did not write).")] = False,
     bits: Annotated[int, typer.Option(help="Bits per weight of Q: 2, 3 or 4.")] = 2,
     rank: Annotated[int, typer.Option(help="Rank r of L R (below min(out, in) of every layer).")] = 16,
     init: Annotated[str, typer.Option(help="Initialisation of L R: zero, svd or odlri.")] = "odlri",
@@ -43,7 +45,7 @@ def compress(
     calib_cfg = CalibrationConfig(samples=samples, eval_samples=eval_samples, max_length=max_length,
                                   batch_size=batch_size, seed=seed)
     report = compress_checkpoint(model, calib, output, cfg, calib_cfg, family=family, dtype=dtype, device=device,
-                                 log=lambda line: typer.echo(line, err=True))
+                                 log=lambda line: typer.echo(line, err=True), overwrite=overwrite)
     if as_json:
         typer.echo(json.dumps(report))
     else:

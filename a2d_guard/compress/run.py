@@ -3,14 +3,13 @@
 Order matters for "nothing half-written": every user mistake that can be found cheaply
 (bits, init, the output folder, the calibration file, then layer shapes against rank and
 group size) raises before the heavy work; the folder is written under a temporary name
-next to the destination and renamed into place only when complete.
+next to the destination and renamed into place only when complete. ``--overwrite`` replaces
+only an earlier compressed folder (``a2d_guard.outputs``): a folder holding anything
+``compress`` did not write is refused, never deleted.
 """
 
 from __future__ import annotations
 
-import os
-import shutil
-import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
@@ -22,6 +21,7 @@ from a2d_guard.compress.decomposition import num_outliers
 from a2d_guard.compress.metrics import LOSS_RATIOS, masked_diffusion_loss, model_bytes, summarize
 from a2d_guard.compress.storage import WEIGHTS, save_compressed
 from a2d_guard.errors import A2DGuardError
+from a2d_guard.outputs import check_replaceable, write_folder
 
 
 @dataclass(frozen=True)
@@ -38,10 +38,16 @@ class CalibrationConfig:
                 raise A2DGuardError(f"--{name.replace('_', '-')} must be at least 1, got {getattr(self, name)}")
 
 
-def check_output(output: str | Path) -> Path:
+def check_output(output: str | Path, overwrite: bool = False) -> Path:
     out = Path(output).expanduser()
-    if out.exists() and (not out.is_dir() or any(out.iterdir())):
-        raise A2DGuardError(f"output {str(output)!r} already exists and is not empty; pass a new folder with --output")
+    if out.exists() and not out.is_dir():
+        raise A2DGuardError(f"output {str(output)!r} is a file; pass a new folder with --output")
+    if overwrite:
+        check_replaceable(out, "--overwrite", command="compress",
+                          fix="move those files elsewhere, or pick a new or empty folder for --output")
+    elif out.exists() and any(out.iterdir()):
+        raise A2DGuardError(f"output {str(output)!r} already exists and is not empty; pass a new folder with --output, "
+                            "or --overwrite to replace an earlier compressed folder")
     if not out.parent.exists():
         raise A2DGuardError(f"the parent folder of --output {str(output)!r} does not exist; create it first")
     return out
@@ -57,14 +63,18 @@ def compress_checkpoint(
     dtype: str | None = None,
     device: str | None = None,
     log: Callable[[str], None] | None = None,
+    overwrite: bool = False,
 ) -> dict:
-    """Load, calibrate under random masking, compress, measure, and save. Returns the report."""
+    """Load, calibrate under random masking, compress, measure, and save. Returns the report.
+
+    ``overwrite``: replace ``output`` if it holds only an earlier ``compress`` output.
+    """
     from a2d_guard.models import load_model
 
     started = time.perf_counter()
     cfg.validate()
     calib.validate()
-    out = check_output(output)
+    out = check_output(output, overwrite)
     texts = read_texts(calib_file)
     calib_texts, eval_texts = split_texts(texts, calib.samples, calib.eval_samples, calib.seed)
     model, tokenizer, spec = load_model(model_name, dtype=dtype, device=device, family=family, seed=calib.seed)
@@ -102,26 +112,8 @@ def compress_checkpoint(
         "layers": [r.to_dict() for r in reports],
     }
 
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=out.parent))
-    try:
-        info = {**asdict(cfg), "outliers": report["outliers"], **summary, "calibration": report["calibration"]}
-        save_compressed(model, tokenizer, spec, tmp, info)
-        _normal_permissions(tmp)
-        report["memory"]["file_bytes"] = (tmp / WEIGHTS).stat().st_size
-        report["seconds"] = round(time.perf_counter() - started, 2)
-        if out.exists():
-            out.rmdir()  # an empty folder the user created for us
-        tmp.rename(out)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
+    info = {**asdict(cfg), "outliers": report["outliers"], **summary, "calibration": report["calibration"]}
+    write_folder(out, lambda tmp: save_compressed(model, tokenizer, spec, tmp, info), "--overwrite", "compress")
+    report["memory"]["file_bytes"] = (out / WEIGHTS).stat().st_size
+    report["seconds"] = round(time.perf_counter() - started, 2)
     return report
-
-
-def _normal_permissions(folder: Path) -> None:
-    """mkdtemp (and safetensors) create owner-only files; give them the user's usual mode."""
-    umask = os.umask(0)
-    os.umask(umask)
-    folder.chmod(0o777 & ~umask)
-    for f in folder.iterdir():
-        f.chmod(0o666 & ~umask)

@@ -79,7 +79,7 @@ def _config_dict(model, spec: ModelSpec) -> dict:
 
 def save_compressed(model, tokenizer, spec: ModelSpec, folder: str | Path, info: dict) -> Path:
     """Write ``model`` (with ``QLRLinear`` layers) into ``folder``; ``info`` goes into the config."""
-    from safetensors.torch import save_file
+    from a2d_guard.outputs import save_safetensors
 
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
@@ -93,7 +93,7 @@ def save_compressed(model, tokenizer, spec: ModelSpec, folder: str | Path, info:
         if isinstance(m, QLRLinear)
     }
     state, tied = _dedupe({to_ckpt(k): v for k, v in model.state_dict().items()})
-    save_file(state, str(folder / WEIGHTS), metadata={"format": "pt", "a2d_guard": FORMAT})
+    save_safetensors(state, folder / WEIGHTS, metadata={"format": "pt", "a2d_guard": FORMAT})
     raw = _config_dict(model, spec)
     raw[COMPRESSION_KEY] = {"format": FORMAT, "version": VERSION, **info, "layers": layers, "tied": tied}
     (folder / "config.json").write_text(json.dumps(raw, indent=2) + "\n", encoding="utf-8")

@@ -192,13 +192,13 @@ def load_llada(path: Path, raw: dict, dtype, device):
 
 def save_llada(model, folder: Path, mask_id: int, eos_id: int, pad_id: int) -> None:
     """Write ``model`` with LLaDA's original config and key names (safetensors)."""
-    from safetensors.torch import save_file
+    from a2d_guard.outputs import save_safetensors
 
     folder.mkdir(parents=True, exist_ok=True)
     state = {native_to_llada_key(k): v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
     if model.config.tie_word_embeddings:
         state.pop("model.transformer.ff_out.weight", None)
-    save_file(state, str(folder / "model.safetensors"), metadata={"format": "pt"})
+    save_safetensors(state, folder / "model.safetensors", metadata={"format": "pt"})
     raw = llada_config_from_llama(model.config, mask_id=mask_id, eos_id=eos_id, pad_id=pad_id)
     raw["torch_dtype"] = str(next(model.parameters()).dtype).replace("torch.", "")
     (folder / "config.json").write_text(json.dumps(raw, indent=2) + "\n")

@@ -275,12 +275,16 @@ def _load_from_folder(folder: Path, raw: dict, family: str | None, dt, dev, trus
 
 def save_model(model, tokenizer, spec: ModelSpec, folder: str | Path) -> Path:
     """Write a folder that ``load_model`` reads back (LLaDA layout for llada/tiny)."""
+    from a2d_guard.outputs import follow_umask
+
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     if spec.family in ("llada", "tiny"):
         llada.save_llada(model, folder, mask_id=spec.mask_id, eos_id=spec.eos_id, pad_id=spec.pad_id)
     else:
         model.save_pretrained(str(folder), safe_serialization=True)
+        for weights in folder.glob("*.safetensors"):  # transformers writes them owner-only
+            follow_umask(weights)
         raw = read_config(folder)
         raw[FAMILY_KEY] = spec.family
         raw.update(mask_token_id=spec.mask_id, eos_token_id=spec.eos_id, pad_token_id=spec.pad_id)

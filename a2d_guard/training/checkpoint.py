@@ -137,14 +137,14 @@ def save_checkpoint(
     extra_writer: Callable[[Path], None] | None = None,
 ) -> Path:
     """Write one checkpoint folder atomically. ``trainable`` maps parameter name -> tensor."""
-    from safetensors.torch import save_file
+    from a2d_guard.outputs import save_safetensors
 
     names = list(trainable)
 
     def write(tmp: Path) -> None:
-        save_file({k: v.detach().to("cpu").contiguous() for k, v in trainable.items()}, str(tmp / TRAINABLE_FILE))
+        save_safetensors({k: v.detach().to("cpu").contiguous() for k, v in trainable.items()}, tmp / TRAINABLE_FILE)
         opt_tensors, opt_meta = optimizer_tensors(optimizer, names)
-        save_file(opt_tensors, str(tmp / OPTIMIZER_FILE))
+        save_safetensors(opt_tensors, tmp / OPTIMIZER_FILE)
         full_state = {"format_version": FORMAT_VERSION, **state, "optimizer": opt_meta}
         (tmp / STATE_FILE).write_text(json.dumps(full_state, indent=2) + "\n")
         (tmp / CONFIG_FILE).write_text(config_yaml, encoding="utf-8")

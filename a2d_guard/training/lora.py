@@ -84,7 +84,7 @@ def export_adapter(peft_model, spec: ModelSpec, folder: str | Path, base_model: 
 
     LoRA tensors are stored in float32 (they are small; bf16 would lose the update).
     """
-    from safetensors.torch import save_file
+    from a2d_guard.outputs import save_safetensors
 
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
@@ -97,5 +97,5 @@ def export_adapter(peft_model, spec: ModelSpec, folder: str | Path, base_model: 
         config.target_modules = _llada_target_regex(peft_model, leaves)
         state = {native_to_llada_key(k): v for k, v in state.items()}
     config.save_pretrained(str(folder))
-    save_file(state, str(folder / ADAPTER_WEIGHTS), metadata={"format": "pt"})
+    save_safetensors(state, folder / ADAPTER_WEIGHTS, metadata={"format": "pt"})
     return folder

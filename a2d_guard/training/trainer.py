@@ -20,13 +20,13 @@ from __future__ import annotations
 import json
 import math
 import os
-import shutil
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
 
+from a2d_guard import outputs
 from a2d_guard.errors import A2DGuardError
 from a2d_guard.training import checkpoint as ckpt
 from a2d_guard.training.config import TrainConfig
@@ -96,8 +96,9 @@ def lr_at(config: TrainConfig, step: int, total_steps: int) -> float:
 # ---------------------------------------------------------------- output folder
 
 
-def _looks_like_ours(folder: Path) -> bool:
-    return any((folder / name).exists() for name in (ckpt.CONFIG_FILE, ckpt.CHECKPOINTS, METRICS_FILE, ADAPTER_DIR))
+def written_names(config: TrainConfig) -> list[str]:
+    """What a run creates at the top of its output folder (claimed in its manifest, see ``outputs``)."""
+    return [ckpt.CONFIG_FILE, METRICS_FILE, ckpt.CHECKPOINTS, ADAPTER_DIR if config.finetune == "lora" else MODEL_DIR]
 
 
 def check_output(config: TrainConfig, resume: bool, overwrite: bool) -> Path | None:
@@ -121,11 +122,9 @@ def check_output(config: TrainConfig, resume: bool, overwrite: bool) -> Path | N
             f"output folder {str(out)!r} is not empty; pass --resume to continue its run, "
             "--overwrite to replace it, or pick a new --output"
         )
-    if non_empty and overwrite and not _looks_like_ours(out):
-        raise A2DGuardError(
-            f"refusing to --overwrite {str(out)!r}: it does not look like an a2d-guard training "
-            f"output (no {ckpt.CONFIG_FILE}); pick an empty or new --output"
-        )
+    if non_empty and overwrite:
+        outputs.check_replaceable(out, "--overwrite", command="train",
+                                  fix="move those files elsewhere, or pick a new or empty folder for --output")
     return None
 
 
@@ -266,9 +265,9 @@ def train(config: TrainConfig, resume: bool = False, overwrite: bool = False, lo
     # 3. the output folder (rank 0; only now that every input checked out)
     config_yaml = _config_yaml(config)
     if dist.is_main:
-        if overwrite and out.exists():
-            shutil.rmtree(out)
-        out.mkdir(parents=True, exist_ok=True)
+        if overwrite:
+            outputs.remove_written(out, "--overwrite", command="train")  # only what a run wrote; never rmtree
+        outputs.claim(out, "train", written_names(config))
         (out / ckpt.CONFIG_FILE).write_text(config_yaml, encoding="utf-8")
         _trim_metrics(out / METRICS_FILE, start_step)
     dist.barrier()
