@@ -4,24 +4,51 @@ DIJA (and the A2D evaluation data) writes ``<mask:N>`` in the *user turn* for N 
 the attack asks the model to fill a harmful scaffold. The model's own mask token string
 (e.g. ``<|mdm_mask|>``) is accepted too. A ``prefill`` is text placed after the assistant
 header (the prefilling attack); generation continues after it.
+
+What counts as a placeholder: ``<mask:`` then anything up to the next ``>`` on the same
+line. Its content must be a whole number N >= 1 written with digits only (``<mask:3>``);
+anything else (``<mask:0>``, ``<mask:-3>``, ``<mask:x>``, ``<mask:>``, ``<mask: 3>``) is an
+``A2DGuardError``, because it was almost surely meant as a placeholder and taking it as
+literal text (or as zero masks) would silently run a different prompt than the user wrote.
+N may not exceed the model's positions (a typo like ``<mask:99999999>`` would otherwise
+try to build that canvas). ``<mask:`` without a closing ``>`` on its line, ``<mask>`` and
+other spellings (``<MASK:3>``) are ordinary text.
 """
 
 from __future__ import annotations
 
 import re
 
+from a2d_guard.errors import A2DGuardError
 from a2d_guard.models.spec import ModelSpec
 
-MASK_PLACEHOLDER = re.compile(r"<mask:(\d+)>")
+MASK_PLACEHOLDER = re.compile(r"<mask:(\d+)>")  # the valid form
+_PLACEHOLDER_LIKE = r"<mask:([^<>\n]*)>"  # anything written as one (validated in _mask_count)
 
 
-def _segments(text: str, mask_token: str | None) -> list[tuple[str, int]]:
+def _mask_count(placeholder: str, content: str, max_masks: int | None) -> int:
+    """N of a ``<mask:N>`` placeholder, or an error saying what is wrong with it."""
+    digits = content.lstrip("0") if MASK_PLACEHOLDER.fullmatch(placeholder) else ""
+    if not digits:
+        raise A2DGuardError(
+            f"prompt placeholder {placeholder!r}: <mask:N> needs a whole number N >= 1 (the number of mask "
+            "tokens to insert), e.g. <mask:4>; fix or remove it"
+        )
+    if max_masks and (len(digits) > len(str(max_masks)) or int(digits) > max_masks):  # no huge int() parse
+        raise A2DGuardError(
+            f"prompt placeholder {placeholder!r} asks for more masks than the model's {max_masks} positions; "
+            "use a smaller N"
+        )
+    return int(digits)
+
+
+def _segments(text: str, mask_token: str | None, max_masks: int | None = None) -> list[tuple[str, int]]:
     """Split text into (plain text, number of masks that follow) pieces."""
-    pattern = MASK_PLACEHOLDER.pattern + (f"|({re.escape(mask_token)})" if mask_token else "")
+    pattern = _PLACEHOLDER_LIKE + (f"|({re.escape(mask_token)})" if mask_token else "")
     pieces: list[tuple[str, int]] = []
     last = 0
     for m in re.finditer(pattern, text):
-        n = int(m.group(1)) if m.group(1) is not None else 1
+        n = _mask_count(m.group(0), m.group(1), max_masks) if m.group(1) is not None else 1
         pieces.append((text[last : m.start()], n))
         last = m.end()
     pieces.append((text[last:], 0))
@@ -30,7 +57,7 @@ def _segments(text: str, mask_token: str | None) -> list[tuple[str, int]]:
 
 def _encode(tokenizer, text: str, spec: ModelSpec, mask_token: str | None) -> list[int]:
     ids: list[int] = []
-    for plain, n_masks in _segments(text, mask_token):
+    for plain, n_masks in _segments(text, mask_token, spec.max_positions):
         if plain:
             ids.extend(tokenizer(plain, add_special_tokens=False)["input_ids"])
         ids.extend([spec.mask_id] * n_masks)
