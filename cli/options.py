@@ -12,7 +12,8 @@ ModelOpt = Annotated[
     typer.Option("--model", "-m", help="'tiny' (built in), a local model folder, or a Hub id."),
 ]
 AdapterOpt = Annotated[
-    Path | None, typer.Option("--adapter", help="A PEFT LoRA adapter folder to apply (e.g. OUTPUT/adapter).")
+    Path | None, typer.Option("--adapter", help="A PEFT LoRA adapter to apply: a folder (e.g. OUTPUT/adapter) "
+                              "or a Hub id (ORG/NAME, e.g. one published with `a2d-guard push`).")
 ]
 DtypeOpt = Annotated[
     str | None, typer.Option("--dtype", help="fp32, bf16, fp16 or fp64 (default: bf16 on GPU, fp32 on CPU).")

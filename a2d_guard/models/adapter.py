@@ -17,6 +17,7 @@ from pathlib import Path
 import torch
 
 from a2d_guard.errors import A2DGuardError
+from a2d_guard.models.hub_ids import fetch_snapshot, looks_like_hub_id
 from a2d_guard.models.llada import llada_to_native_key
 from a2d_guard.models.safetensors_file import load_safetensors
 from a2d_guard.models.spec import ModelSpec
@@ -29,13 +30,24 @@ _LORA_KEY_RE = re.compile(r"^(?:base_model\.model\.)?(?P<module>.+)\.lora_(?P<ab
 _LORA_FIELDS = ("r", "lora_alpha", "lora_dropout", "bias", "use_rslora", "fan_in_fan_out")
 
 
+def resolve_adapter(name: str | Path) -> Path:
+    """A local adapter folder as is; ``ORG/NAME`` that is not a local path from the Hub.
+
+    Only the two adapter files are fetched (``a2d-guard push`` uploads them with a card).
+    """
+    path = Path(name).expanduser()
+    if path.exists() or not looks_like_hub_id(str(name)):
+        return path
+    return fetch_snapshot(str(name), [ADAPTER_CONFIG, ADAPTER_WEIGHTS], "adapter")
+
+
 def read_adapter(folder: str | Path) -> tuple[dict, dict[str, torch.Tensor]]:
     """Read ``adapter_config.json`` and ``adapter_model.safetensors`` (never pickle).
 
-    A damaged file (an interrupted copy, download or write) is an ``A2DGuardError`` naming
-    it, not a JSON or safetensors traceback.
+    ``folder`` may be a Hub id (``resolve_adapter``). A damaged file (an interrupted copy,
+    download or write) is an ``A2DGuardError`` naming it, not a JSON or safetensors traceback.
     """
-    folder = Path(folder)
+    folder = resolve_adapter(folder)
     if not folder.is_dir():
         raise A2DGuardError(
             f"adapter folder {str(folder)!r} does not exist; pass the folder that holds {ADAPTER_CONFIG}"

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import os
 from pathlib import Path
 
 import torch
@@ -16,6 +15,7 @@ import torch
 from a2d_guard.errors import A2DGuardError
 from a2d_guard.models import dream, llada, masked_lm
 from a2d_guard.models.formats import find_format, load_with_format
+from a2d_guard.models.hub_ids import fetch_snapshot, looks_like_hub_id
 from a2d_guard.models.safetensors_file import check_weights_folder
 from a2d_guard.models.spec import FAMILIES, ModelSpec
 
@@ -76,25 +76,12 @@ def resolve_folder(name_or_path: str) -> Path:
         if not path.is_dir():
             raise A2DGuardError(f"model path {name_or_path!r} is a file; pass the folder that holds config.json")
         return path
-    looks_like_hub_id = (
-        name_or_path.count("/") == 1
-        and not name_or_path.startswith((".", "/", "~"))
-        and os.sep == "/"
-    )
-    if not looks_like_hub_id:
+    if not looks_like_hub_id(name_or_path):
         raise A2DGuardError(
             f"model path {name_or_path!r} does not exist; pass an existing folder, a Hub id "
             f"like GSAI-ML/LLaDA-8B-Instruct, or {TINY!r} for the built-in model"
         )
-    from huggingface_hub import snapshot_download
-
-    try:
-        return Path(snapshot_download(name_or_path, allow_patterns=_HUB_PATTERNS))
-    except Exception as exc:  # network, auth, missing repo: all user-fixable
-        raise A2DGuardError(
-            f"could not fetch model {name_or_path!r} from the Hub ({type(exc).__name__}); "
-            "check the id and your network, or pass a local folder"
-        ) from None
+    return fetch_snapshot(name_or_path, _HUB_PATTERNS, "model")
 
 
 def read_config(folder: Path) -> dict:
