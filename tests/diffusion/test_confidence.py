@@ -38,6 +38,17 @@ def test_ties_commit_the_leftmost_candidate():
     assert select_top_k(torch.tensor([0.5, 0.9, 0.9, 0.9]), 2).tolist() == [1, 2]
 
 
+@pytest.mark.parametrize("k", [1, 7, 20, 45, 64])
+def test_many_ties_commit_the_leftmost_candidates_in_order(k):
+    """64 candidates on three confidence levels: a non-stable sort or ``topk`` (which CPU torch
+    breaks differently from 17 equal values on) would pick other positions among the ties."""
+    levels = [0.9 if i % 5 == 3 else (0.5 if i % 2 else 0.2) for i in range(64)]
+    order = sorted(range(64), key=lambda i: (-levels[i], i))  # by confidence, then leftmost
+    assert order[:3] == [3, 8, 13] and order[13:16] == [1, 5, 7] and order[38:40] == [0, 2]  # worked by hand
+    got = select_top_k(torch.tensor(levels, dtype=torch.float64), k)
+    assert got.tolist() == order[:k]
+
+
 def test_gumbel_sampling_is_reproducible_and_follows_the_distribution():
     logits = torch.log(torch.tensor([[0.7, 0.2, 0.1]], dtype=torch.float64))
     draws = [int(choose_x0(logits, 1.0, seed=9, step=s, positions=torch.tensor([4]))) for s in range(3000)]

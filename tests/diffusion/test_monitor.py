@@ -61,3 +61,20 @@ def test_early_exit_needs_an_end_token_with_no_mask_to_its_left():
     canvas = torch.cat([_canvas(r)[0] for r in rows])
     gen = torch.cat([_canvas(r)[1] for r in rows])
     assert first_visible_end(canvas, gen, M, END).tolist() == [P + 1, -1, P + 2, -1]
+
+
+def test_a_full_canvas_with_an_end_token_is_a_stop():
+    """No mask left at all (the last step committed the EOS): still an early exit, not "length"."""
+    rows = [[20, EOS, 21, 22], [20, 21, 22, EOT], [EOS, EOS, EOS, EOS]]
+    canvas = torch.cat([_canvas(r)[0] for r in rows])
+    gen = torch.cat([_canvas(r)[1] for r in rows])
+    assert leftmost_masked(canvas, M).tolist() == [-1, -1, -1]
+    assert first_visible_end(canvas, gen, M, END).tolist() == [P + 1, P + 3, P]
+
+
+def test_an_end_token_outside_the_response_ends_nothing():
+    """An EOS infilled into a prompt mask (DIJA) is not a response end: only ``response`` counts."""
+    canvas = torch.tensor([[1, EOS, 11, 12, 13, 20, M, M]])
+    generated = torch.tensor([[False, True, False, False, False, True, True, True]])
+    response = generated & (torch.arange(8) >= P)
+    assert first_visible_end(canvas, response, M, END).tolist() == [-1]

@@ -1,7 +1,7 @@
 import pytest
 import torch
 
-from a2d_guard.diffusion.forward_process import EPS, a2d_targets, forward_mask, mask_ratio
+from a2d_guard.diffusion.forward_process import a2d_targets, forward_mask, mask_ratio
 from a2d_guard.diffusion.schedule import num_transfer_tokens
 
 
@@ -19,7 +19,7 @@ def test_forward_process_masks_only_the_response_at_ratio_lambda():
     prompt_lengths = torch.tensor([0, 100, 500, 999])
     t = torch.tensor([0.0, 0.25, 0.5, 1.0 - 1e-9])
     noisy, masked, lam = forward_mask(ids, prompt_lengths, mask_id=3, generator=gen, t=t)
-    torch.testing.assert_close(lam, (1 - EPS) * t + EPS)
+    torch.testing.assert_close(lam, (1 - 1e-3) * t + 1e-3)  # DESIGN §4: ε = 1e-3, pinned as a literal
     for i, p in enumerate(prompt_lengths.tolist()):
         assert not masked[i, :p].any()  # the prompt is never masked
         assert torch.equal(noisy[i][masked[i]], torch.full((int(masked[i].sum()),), 3))
@@ -27,6 +27,11 @@ def test_forward_process_masks_only_the_response_at_ratio_lambda():
     rate = masked[2, 500:].float().mean().item()
     assert abs(rate - float(mask_ratio(torch.tensor(0.5)))) < 0.07
     assert masked[3, 999:].all()
+
+
+def test_mask_ratio_is_epsilon_at_t_zero_and_one_at_t_one():
+    lam = mask_ratio(torch.tensor([0.0, 0.5, 1.0], dtype=torch.float64))
+    torch.testing.assert_close(lam, torch.tensor([1e-3, 0.5005, 1.0], dtype=torch.float64), rtol=0, atol=1e-15)
 
 
 def test_a2d_targets_are_eos_for_harmful_rows_and_tokens_otherwise():

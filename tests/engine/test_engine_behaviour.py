@@ -4,6 +4,7 @@ import pytest
 import torch
 
 from a2d_guard.config import SamplingParams
+from a2d_guard.diffusion.reference import reference_generate
 from a2d_guard.engine import LLM, LLMEngine
 from a2d_guard.errors import A2DGuardError
 from a2d_guard.models.spec import ModelSpec
@@ -11,13 +12,23 @@ from a2d_guard.models.spec import ModelSpec
 P8 = SamplingParams(gen_length=8, steps=8, block_length=8, eos_threshold=1.0)
 
 
-def _engine(tiny32, max_num_seqs=2):
-    model, tok, spec = tiny32
+def _engine(tiny, max_num_seqs=2):
+    model, tok, spec = tiny
     return LLMEngine(model, tok, spec, max_num_seqs=max_num_seqs), spec
 
 
-def test_rejected_sequences_free_their_slot_for_a_waiting_request(tiny32):
-    engine, spec = _engine(tiny32, max_num_seqs=2)
+def _assert_as_alone(tiny, prompt_ids, params, completion):
+    """What the engine produced in a shared batch is what the reference sampler produces for
+    the same request alone (float64: the golden contract)."""
+    model, _, spec = tiny
+    ref = reference_generate(model, spec, prompt_ids, params)
+    assert (completion.token_ids, completion.finish_reason, completion.steps, completion.reject_step) == (
+        ref.token_ids, ref.finish_reason, ref.steps, ref.reject_step)
+    return ref
+
+
+def test_rejected_sequences_free_their_slot_for_a_waiting_request(tiny64):
+    engine, spec = _engine(tiny64, max_num_seqs=2)
     reject = P8.replace(eos_threshold=0.9, logit_bias={spec.eos_id: 50.0})
     long = P8.replace(logit_bias={spec.eos_id: -100.0, spec.eot_id: -100.0})
     engine.add_request("bad", [1, 20, 21], reject)
@@ -37,20 +48,27 @@ def test_rejected_sequences_free_their_slot_for_a_waiting_request(tiny32):
     assert done["long"].outputs[0].finish_reason == "length" and done["long"].outputs[0].steps == 8
     m = done["waiting"].metrics
     assert m.queue_time > 0 and m.time_to_finish >= m.queue_time and m.steps == 8
+    _assert_as_alone(tiny64, [1, 20, 21], reject, first[0].outputs[0])
+    for rid, ids in (("long", [1, 22]), ("waiting", [1, 23])):
+        ref = _assert_as_alone(tiny64, ids, long, done[rid].outputs[0])
+        assert len(ref.token_ids) == 8  # EOS and EoT are biased away: the full canvas is content
 
 
-def test_requests_with_different_params_share_a_batch(tiny32):
-    model, tok, spec = tiny32
+def test_requests_with_different_params_share_a_batch(tiny64):
+    model, tok, spec = tiny64
     llm = LLM.from_loaded(model, tok, spec, max_num_seqs=8)
     params = [SamplingParams(gen_length=g, steps=s, block_length=b, remasking=r, eos_threshold=1.0)
               for g, s, b, r in [(8, 8, 8, "margin"), (16, 4, 4, "entropy"), (32, 32, 16, "random")]]
-    outs = llm.generate(["hello", "how are you", "tell me a story"], params)
+    prompts = ["hello", "how are you", "tell me a story"]
+    outs = llm.generate(prompts, params)
     assert [o.outputs[0].steps <= p.steps for o, p in zip(outs, params, strict=True)] == [True] * 3
-    assert [o.prompt for o in outs] == ["hello", "how are you", "tell me a story"]
+    assert [o.prompt for o in outs] == prompts
+    for text, p, out in zip(prompts, params, outs, strict=True):
+        _assert_as_alone(tiny64, llm.encode(text), p, out.outputs[0])
 
 
-def test_abort_drops_a_request_and_unknown_ids_return_false(tiny32):
-    engine, _ = _engine(tiny32)
+def test_abort_drops_a_request_and_unknown_ids_return_false(tiny64):
+    engine, _ = _engine(tiny64)
     engine.add_request("a", [1, 20], P8)
     engine.add_request("b", [1, 21], P8)
     engine.step()
@@ -60,6 +78,9 @@ def test_abort_drops_a_request_and_unknown_ids_return_false(tiny32):
     aborted = [o for o in outs if o.request_id == "a"]
     assert aborted and aborted[0].outputs[0].finish_reason == "abort"
     assert [s.request_id for s in engine.scheduler.running] == ["b"]
+    while engine.has_unfinished_requests():
+        outs += engine.step()
+    _assert_as_alone(tiny64, [1, 21], P8, next(o for o in outs if o.request_id == "b").outputs[0])
 
 
 @pytest.mark.parametrize("prompt, params, field", [
@@ -67,8 +88,8 @@ def test_abort_drops_a_request_and_unknown_ids_return_false(tiny32):
     ([1, 2], P8.replace(logit_bias={10**6: 1.0}), "logit_bias token id"),
     ([1] * 600, P8, "exceeds the model's"),
 ])
-def test_bad_requests_raise_at_add_request_and_the_engine_carries_on(tiny32, prompt, params, field):
-    engine, _ = _engine(tiny32)
+def test_bad_requests_raise_at_add_request_and_the_engine_carries_on(tiny64, prompt, params, field):
+    engine, _ = _engine(tiny64)
     engine.add_request("ok", [1, 20], P8)
     with pytest.raises(A2DGuardError, match=field):
         engine.add_request("bad", prompt, params)
@@ -76,6 +97,7 @@ def test_bad_requests_raise_at_add_request_and_the_engine_carries_on(tiny32, pro
     while engine.has_unfinished_requests():
         outs += engine.step()
     assert [o.request_id for o in outs] == ["ok"]
+    _assert_as_alone(tiny64, [1, 20], P8, outs[0].outputs[0])
 
 
 def test_duplicate_request_id_is_refused(tiny32):
@@ -100,7 +122,7 @@ def test_a_request_that_fails_inside_a_step_finishes_alone(scripted):
     outs = llm.generate([[1, 20], [1, 29], [1, 21]], P8)
     assert [o.outputs[0].finish_reason for o in outs] == ["length", "error", "length"]
     assert outs[1].outputs[0].error == "non-finite logits"
-    assert outs[0].outputs[0].token_ids == [12] * 8
+    assert outs[0].outputs[0].token_ids == outs[2].outputs[0].token_ids == [12] * 8
 
 
 def test_logit_bias_follows_openai_semantics(tiny32):

@@ -14,6 +14,7 @@ from a2d_guard.triton_kernels import token_stats as ts
 from a2d_guard.triton_kernels.rng import RANDOM_CONFIDENCE_INDEX, counter_uniform_ref
 
 from a2d_guard import ops
+from a2d_guard.diffusion import confidence as conf
 
 needs_triton = pytest.mark.skipif(ts.triton is None, reason="Triton is not installed")
 
@@ -82,7 +83,6 @@ def test_ref_matches_straightforward_float64(m, v, eos_id):
 def test_ref_equals_reference_sampler_bit_for_bit():
     """The engine's CPU path must reproduce ``diffusion/reference.py`` token for token, so
     the ref uses its exact float64 operations (``diffusion/confidence.py``)."""
-    conf = pytest.importorskip("a2d_guard.diffusion.confidence")
     logits, temps, seeds, steps, positions = _rows(5, 37, dtype=torch.float64)
     got = ts.token_stats_ref(logits, 3, temps, seeds, steps, positions)
     probs = torch.softmax(logits, dim=-1)  # [M, V]
