@@ -53,6 +53,14 @@ def _register() -> None:
 
     app.command("compress")(compress)
 
+    from a2d_guard.cli.push import push
+
+    app.command("push")(push)
+
+    from a2d_guard.cli.merge import merge
+
+    app.command("merge")(merge)
+
 
 _register()
 
