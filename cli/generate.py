@@ -79,11 +79,12 @@ def generate(
 def read_prompts_file(path: Path) -> list[str]:
     """Plain text (one prompt per line) or JSONL (``{"prompt": ...}`` per line); blank lines skipped."""
     from a2d_guard.errors import A2DGuardError
+    from a2d_guard.paths import require_file
 
+    path = require_file(path, "prompts file", 'pass a UTF-8 text file with one prompt per line, or JSONL with a '
+                                              '"prompt" field per line')
     try:
         lines = path.read_text(encoding="utf-8").splitlines()
-    except FileNotFoundError:
-        raise A2DGuardError(f"prompts file {str(path)!r} does not exist") from None
     except UnicodeDecodeError as exc:
         raise A2DGuardError(
             f"prompts file {str(path)!r} is not UTF-8 text (byte {exc.start}); re-save it as UTF-8"

@@ -21,6 +21,7 @@ from a2d_guard.models.hub_ids import fetch_snapshot, looks_like_hub_id
 from a2d_guard.models.llada import llada_to_native_key
 from a2d_guard.models.safetensors_file import load_safetensors
 from a2d_guard.models.spec import ModelSpec
+from a2d_guard.paths import require_folder
 
 ADAPTER_CONFIG = "adapter_config.json"
 ADAPTER_WEIGHTS = "adapter_model.safetensors"
@@ -48,10 +49,10 @@ def read_adapter(folder: str | Path) -> tuple[dict, dict[str, torch.Tensor]]:
     download or write) is an ``A2DGuardError`` naming it, not a JSON or safetensors traceback.
     """
     folder = resolve_adapter(folder)
-    if not folder.is_dir():
-        raise A2DGuardError(
-            f"adapter folder {str(folder)!r} does not exist; pass the folder that holds {ADAPTER_CONFIG}"
-        )
+    fix = f"pass the folder that holds {ADAPTER_CONFIG}"
+    if folder.is_file() and (folder.parent / ADAPTER_CONFIG).is_file():
+        fix += f" ({str(folder.parent)!r})"
+    require_folder(folder, "adapter folder", fix)
     for name in (ADAPTER_CONFIG, ADAPTER_WEIGHTS):
         if not (folder / name).is_file():
             raise A2DGuardError(

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from a2d_guard.errors import A2DGuardError
+from a2d_guard.paths import require_file
 
 OBJECTIVES = ("a2d", "sft")
 FINETUNE_MODES = ("lora", "full")
@@ -186,9 +187,7 @@ def load_config(path: str | Path, overrides: dict[str, Any] | None = None) -> Tr
     """Read a YAML file, then apply ``overrides`` (the CLI flags: the CLI wins)."""
     import yaml
 
-    path = Path(path)
-    if not path.is_file():
-        raise A2DGuardError(f"config file {str(path)!r} does not exist; pass a YAML file to --config")
+    path = require_file(path, "config file", "pass a YAML file to --config")
     try:
         raw = yaml.safe_load(path.read_text(encoding="utf-8"))
     except UnicodeDecodeError:

@@ -24,6 +24,7 @@ import torch
 from a2d_guard.diffusion.prompts import encode_prompt
 from a2d_guard.errors import A2DGuardError
 from a2d_guard.models.spec import ModelSpec
+from a2d_guard.paths import require_file
 
 PROMPT_KEY = "prompt"
 RESPONSE_KEY = "response"
@@ -179,11 +180,7 @@ def load_rows(source: str | Path, skip_bad_rows: bool = False) -> tuple[list[Row
     if source.startswith("hf:"):
         records = _hub_records(source)
     else:
-        path = Path(source)
-        if not path.is_file():
-            raise A2DGuardError(
-                f"data file {source!r} does not exist; pass a .jsonl/.json/.csv file or hf:NAME[:SPLIT]"
-            )
+        path = require_file(source, "data file", "pass a .jsonl/.json/.csv file or hf:NAME[:SPLIT]")
         records = _records(path)
     rows: list[Row] = []
     skipped = 0
