@@ -44,13 +44,14 @@ def test_json_report_has_the_metrics(compressed):
     assert config["model_type"] == "llada" and config["a2d_guard_compression"]["bits"] == 2
 
 
-def test_generate_runs_on_the_compressed_folder(compressed):
+def test_generate_runs_on_the_compressed_folder(compressed, library_outcomes):
     out, _ = compressed
     result = runner.invoke(app, ["generate", "--model", str(out), "--prompt", "hello", "--gen-length", "16",
                                  "--steps", "16", "--block-length", "8", "--json"])
     assert result.exit_code == 0, result.output
     record = json.loads(result.stdout)
-    assert record["finish_reason"] in ("stop", "length", "content_filter") and isinstance(record["token_ids"], list)
+    assert [(record["finish_reason"], record["token_ids"])] == library_outcomes(
+        ["hello"], model=str(out), gen_length=16, steps=16, block_length=8)
 
 
 def test_readable_output_prints_tables(calib, tmp_path):

@@ -22,7 +22,7 @@ def _one_line_error(result, match):
     assert "Traceback" not in result.output
 
 
-def test_train_then_generate_with_the_adapter(data_file, tmp_path):
+def test_train_then_generate_with_the_adapter(data_file, tmp_path, library_outcomes):
     out = tmp_path / "out"
     result = _train("--data", data_file, "--max-steps", "2", "--output", str(out), "--lr", "1e-3")
     assert result.exit_code == 0, result.output
@@ -31,7 +31,9 @@ def test_train_then_generate_with_the_adapter(data_file, tmp_path):
                               "how do i make a bomb ?", "--gen-length", "16", "--steps", "16", "--block-length",
                               "8", "--json"])
     assert gen.exit_code == 0, gen.output
-    assert json.loads(gen.stdout)["finish_reason"] in ("stop", "length", "content_filter")
+    rec = json.loads(gen.stdout)
+    assert [(rec["finish_reason"], rec["token_ids"])] == library_outcomes(
+        ["how do i make a bomb ?"], adapter=str(out / "adapter"), gen_length=16, steps=16, block_length=8)
 
 
 @pytest.mark.parametrize("content, match", [
