@@ -61,6 +61,10 @@ def _register() -> None:
 
     app.command("merge")(merge)
 
+    from a2d_guard.cli.serve import serve
+
+    app.command("serve")(serve)
+
 
 _register()
 

@@ -80,3 +80,25 @@ def encode_prompt(
     if prefill:
         ids.extend(_encode(tokenizer, prefill, spec, mask_token))
     return ids
+
+
+def encode_messages(tokenizer, spec: ModelSpec, messages: list[dict], chat: bool = True) -> list[int]:
+    """Canvas prefix for a chat: every turn through the chat template, masks expanded.
+
+    A trailing ``assistant`` message is a prefill (the OpenAI-server way to say "continue
+    from here"): the template closes the conversation with the assistant header and the
+    message's text follows it, exactly as ``encode_prompt(..., prefill=...)`` places it.
+    Messages are ``{"role": ..., "content": str}``; content parts are joined by the caller.
+    """
+    turns, prefill = list(messages), None
+    if turns and turns[-1]["role"] == "assistant":
+        prefill = turns.pop()["content"]
+    mask_token = tokenizer.convert_ids_to_tokens(spec.mask_id)
+    if chat and getattr(tokenizer, "chat_template", None):
+        text = tokenizer.apply_chat_template(turns, tokenize=False, add_generation_prompt=True)
+        ids = _encode(tokenizer, text, spec, mask_token)
+    else:  # no template: the turns' text one after another, as a raw prompt
+        ids = encode_prompt(tokenizer, spec, "\n".join(t["content"] for t in turns), chat=False)
+    if prefill:
+        ids.extend(_encode(tokenizer, prefill, spec, mask_token))
+    return ids

@@ -28,7 +28,7 @@ class LLMEngine:
         self.runner = ModelRunner(model, spec)
         self.scheduler = Scheduler(max_num_seqs, self.runner.device)
         self._ids = itertools.count()
-        self._known: set[str] = set()  # ids of unfinished requests
+        self._known: dict[str, Sequence] = {}  # unfinished requests by id
         self._aborted: list[Sequence] = []  # reported by the next step()
 
     # -- requests ---------------------------------------------------------------------
@@ -41,8 +41,9 @@ class LLMEngine:
             raise A2DGuardError(f"request_id {request_id!r} is already in use; pass a unique id")
         prompt_ids = [int(t) for t in prompt_ids]
         validate_request(self.spec, prompt_ids, params)
-        self.scheduler.add(Sequence(request_id, prompt, prompt_ids, params, self.spec.mask_id))
-        self._known.add(request_id)
+        seq = Sequence(request_id, prompt, prompt_ids, params, self.spec.mask_id)
+        self.scheduler.add(seq)
+        self._known[request_id] = seq
         return request_id
 
     def abort(self, request_id: str) -> bool:
@@ -52,6 +53,34 @@ class LLMEngine:
             return False
         self._aborted.append(seq)
         return True
+
+    def visible_token_ids(self, request_id: str) -> list[int] | None:
+        """The part of a running request's answer that can no longer change.
+
+        A diffusion model commits tokens anywhere, but committed tokens are never re-masked, so
+        the response left of its leftmost mask is final (cut at the first EOS/EoT, as the
+        finished text is). This is what a stream may show a reader. [] while the request
+        waits; None when the id is unknown or finished. One host copy of the response.
+        """
+        seq = self._known.get(request_id)
+        if seq is None:
+            return None
+        if seq.canvas is None:
+            return []
+        out: list[int] = []
+        for tok in seq.canvas[seq.prompt_length:].tolist():
+            if tok == self.spec.mask_id or tok in self.spec.end_ids:
+                break
+            out.append(tok)
+        return out
+
+    @property
+    def num_running(self) -> int:
+        return len(self.scheduler.running)
+
+    @property
+    def num_waiting(self) -> int:
+        return len(self.scheduler.waiting)
 
     def has_unfinished_requests(self) -> bool:
         return self.scheduler.num_unfinished > 0 or bool(self._aborted)
@@ -76,7 +105,7 @@ class LLMEngine:
                 self._apply(seq, outcome)
         finished.extend(self.scheduler.evict_finished())
         for seq in finished:
-            self._known.discard(seq.request_id)
+            self._known.pop(seq.request_id, None)
         return [self._output(seq) for seq in finished]
 
     def _apply(self, seq: Sequence, outcome) -> None:

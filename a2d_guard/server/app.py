@@ -1,0 +1,291 @@
+"""The OpenAI-compatible FastAPI app (DESIGN §9): routes, auth, backpressure, error bodies.
+
+Every user mistake is a 4xx with OpenAI's error body naming the field; a 5xx means our
+bug (or a request whose decode failed inside a step, which fails alone). An A2D rejection
+is not an error: 200 with ``finish_reason: "content_filter"``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hmac
+import json
+import logging
+import time
+import uuid
+from contextlib import asynccontextmanager
+
+from fastapi import Depends, FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse, Response, StreamingResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from a2d_guard import __version__
+from a2d_guard.diffusion.prompts import encode_messages, encode_prompt
+from a2d_guard.diffusion.reference import validate_request
+from a2d_guard.errors import A2DGuardError
+from a2d_guard.server.engine_loop import EngineLoop
+from a2d_guard.server.generation import Generation
+from a2d_guard.server.metrics import ServerMetrics
+from a2d_guard.server.params import param_of, sampling_params
+from a2d_guard.server.protocol import ChatCompletionRequest, CompletionRequest, RequestError, _Request, error_body
+from a2d_guard.server.settings import ServerConfig
+
+log = logging.getLogger("a2d_guard.server")
+
+
+class ServerState:
+    """What the routes share: the model, the engine loop, the metrics and the draining flag."""
+
+    def __init__(self, llm, config: ServerConfig):
+        self.llm, self.config = llm, config
+        self.metrics = ServerMetrics()
+        self.loop = EngineLoop(llm.engine, self.metrics)
+        self.defaults = config.default_params()
+        self.draining = False
+        self.created = int(time.time())
+
+    @property
+    def capacity(self) -> int:
+        """Requests the server holds at once: running slots plus the waiting queue."""
+        return self.config.batch + self.config.max_waiting
+
+
+def build_app(llm, config: ServerConfig, on_ready=None) -> FastAPI:
+    """The app for one loaded ``LLM``; the engine loop runs while the app's lifespan does."""
+    state = ServerState(llm, config)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI):
+        state.loop.start()
+        if on_ready is not None:
+            on_ready(state)
+        try:
+            yield
+        finally:
+            state.draining = True
+            await asyncio.to_thread(state.loop.stop, 10.0)
+
+    app = FastAPI(title="a2d-guard", version=__version__, lifespan=lifespan,
+                  description="OpenAI-compatible server for diffusion LMs with the A2D safety monitor.")
+    app.state.server = state
+    _install_error_handlers(app)
+
+    def check_request(request: Request) -> None:
+        if state.draining or not state.loop.is_alive:
+            raise RequestError("the server is shutting down or its engine stopped; retry on another replica",
+                               status=503, type="service_unavailable", code="unavailable")
+        if config.api_key is not None:
+            header = request.headers.get("authorization", "")
+            scheme, _, token = header.partition(" ")
+            if scheme.lower() != "bearer" or not hmac.compare_digest(token.encode(), config.api_key.encode()):
+                raise RequestError("missing or wrong API key; send 'Authorization: Bearer <key>'", status=401,
+                                   type="invalid_request_error", code="invalid_api_key")
+
+    @app.get("/health")
+    async def health() -> Response:
+        ok = state.loop.is_alive and not state.draining
+        return JSONResponse({"status": "ok" if ok else ("draining" if state.draining else "engine stopped")},
+                            status_code=200 if ok else 503)
+
+    @app.get("/metrics")
+    async def metrics() -> Response:
+        running = llm.engine.num_running
+        body = state.metrics.render(running, max(0, state.loop.num_pending - running))
+        return Response(body, media_type=state.metrics.content_type)
+
+    @app.get("/v1/models", dependencies=[Depends(check_request)])
+    async def models() -> dict:
+        return {"object": "list", "data": [{
+            "id": config.model_name, "object": "model", "created": state.created, "owned_by": "a2d-guard",
+            "root": config.model, "max_model_len": llm.spec.max_positions}]}
+
+    @app.post("/v1/chat/completions", dependencies=[Depends(check_request)])
+    async def chat_completions(body: ChatCompletionRequest, request: Request) -> Response:
+        _check_model(body, config)
+        max_tokens = body.max_completion_tokens if body.max_completion_tokens is not None else body.max_tokens
+        if body.max_completion_tokens is not None and body.max_tokens not in (None, body.max_completion_tokens):
+            raise RequestError("max_tokens and max_completion_tokens differ; send one of them",
+                               param="max_completion_tokens")
+        turns = body.turns()
+        try:
+            ids = encode_messages(llm.tokenizer, llm.spec, turns, chat=llm.chat_template)
+        except A2DGuardError as exc:
+            raise RequestError(str(exc), param="messages") from None
+        return await _serve(state, request, body, [ids], max_tokens, chat=True)
+
+    @app.post("/v1/completions", dependencies=[Depends(check_request)])
+    async def completions(body: CompletionRequest, request: Request) -> Response:
+        _check_model(body, config)
+        prompts = []
+        for p in body.prompts():
+            if isinstance(p, str):
+                try:
+                    prompts.append(encode_prompt(llm.tokenizer, llm.spec, p, chat=False))
+                except A2DGuardError as exc:
+                    raise RequestError(str(exc), param="prompt") from None
+            else:
+                bad = [t for t in p if not 0 <= t < llm.spec.vocab_size]
+                if bad:
+                    raise RequestError(f"prompt token id {bad[0]} is out of range [0, {llm.spec.vocab_size})",
+                                       param="prompt")
+                prompts.append(list(p))
+        return await _serve(state, request, body, prompts, body.max_tokens, chat=False)
+
+    return app
+
+
+def _check_model(body: _Request, config: ServerConfig) -> None:
+    body.check_unsupported()
+    if body.model is not None and body.model != config.model_name:
+        raise RequestError(f"the model {body.model!r} does not exist; this server serves {config.model_name!r}",
+                           param="model", status=404, code="model_not_found")
+
+
+async def _serve(state: ServerState, request: Request, body: _Request, prompts: list[list[int]],
+                 max_tokens: int | None, chat: bool) -> Response:
+    params = sampling_params(body, state.defaults, max_tokens)
+    for ids in prompts:
+        try:
+            validate_request(state.llm.spec, ids, params[0])
+        except A2DGuardError as exc:
+            raise RequestError(str(exc), param=param_of(str(exc)) or ("messages" if chat else "prompt")) from None
+    count = len(prompts) * len(params)
+    if count > state.capacity:
+        raise RequestError(f"this request asks for {count} samples but the server holds at most "
+                           f"{state.capacity} at once; send fewer prompts or a smaller n", param="prompt")
+    if state.loop.num_pending + count > state.capacity:
+        state.metrics.overloaded.inc()
+        raise RequestError("the server is at capacity (all slots busy and the waiting queue full); retry later",
+                           status=429, type="requests", code="rate_limit_exceeded")
+    http_id = f"{'chatcmpl' if chat else 'cmpl'}-{uuid.uuid4().hex}"
+    gen = Generation(state.loop, state.llm.tokenizer, http_id, prompts, params, body.stop, body.stream)
+    gen.submit()
+    shape = _Shape(http_id, state.config.model_name, chat, sum(len(p) for p in prompts))
+    if body.stream:
+        return StreamingResponse(_stream(gen, shape, body.include_usage), media_type="text/event-stream",
+                                 headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
+    if not await _finish_or_disconnect(gen, request):
+        return Response(status_code=499)  # the client is gone: nobody reads this
+    failed = [c for c in gen.choices if c.error]
+    if failed:
+        return JSONResponse(error_body(f"decoding failed: {failed[0].error}", "internal_server_error",
+                                       code="decode_failed"), status_code=500)
+    return JSONResponse(shape.response(gen.choices))
+
+
+async def _finish_or_disconnect(gen: Generation, request: Request) -> bool:
+    """Wait for every sample; False (and abort them) if the client disconnects first."""
+
+    async def consume():
+        async for _ in gen.updates():
+            pass
+
+    async def disconnected():
+        while (await request.receive())["type"] != "http.disconnect":
+            pass
+
+    work, watch = asyncio.create_task(consume()), asyncio.create_task(disconnected())
+    try:
+        done, _ = await asyncio.wait({work, watch}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        watch.cancel()
+    if work in done:
+        work.result()
+        return True
+    work.cancel()
+    gen.abort_unfinished()
+    return False
+
+
+async def _stream(gen: Generation, shape: _Shape, include_usage: bool):
+    """SSE: a first chunk (chat: the role), visible-text deltas, a final chunk per sample, [DONE]."""
+    try:
+        if shape.chat:
+            for c in gen.choices:
+                yield shape.sse(shape.chunk(c.index, {"role": "assistant", "content": ""}))
+        async for c, delta in gen.updates():
+            if c.error:
+                yield shape.sse(error_body(f"decoding failed: {c.error}", "internal_server_error",
+                                           code="decode_failed"))
+                continue
+            if delta:
+                yield shape.sse(shape.chunk(c.index, {"content": delta} if shape.chat else delta))
+            if c.finish_reason is not None:
+                yield shape.sse(shape.chunk(c.index, {} if shape.chat else "", c.finish_reason, c.a2d))
+        if include_usage:
+            yield shape.sse({**shape.head(), "choices": [], "usage": shape.usage(gen.choices)})
+        yield "data: [DONE]\n\n"
+    finally:  # the client went away (or we are done): free every slot still held
+        gen.abort_unfinished()
+
+
+class _Shape:
+    """OpenAI's response and chunk objects for one request."""
+
+    def __init__(self, http_id: str, model: str, chat: bool, prompt_tokens: int):
+        self.id, self.model, self.chat, self.prompt_tokens = http_id, model, chat, prompt_tokens
+        self.created = int(time.time())
+
+    def head(self, chunk: bool = True) -> dict:
+        obj = ("chat.completion.chunk" if chunk else "chat.completion") if self.chat else "text_completion"
+        return {"id": self.id, "object": obj, "created": self.created, "model": self.model}
+
+    def usage(self, choices) -> dict:
+        completion = sum(c.num_tokens for c in choices)
+        return {"prompt_tokens": self.prompt_tokens, "completion_tokens": completion,
+                "total_tokens": self.prompt_tokens + completion}
+
+    def chunk(self, index: int, delta, finish_reason: str | None = None, a2d: dict | None = None) -> dict:
+        choice = {"index": index, "logprobs": None, "finish_reason": finish_reason}
+        choice.update({"delta": delta} if self.chat else {"text": delta})
+        if a2d is not None:
+            choice["a2d"] = a2d
+        return {**self.head(), "choices": [choice]}
+
+    def response(self, choices) -> dict:
+        out = []
+        for c in choices:
+            body = {"message": {"role": "assistant", "content": c.text}} if self.chat else {"text": c.text}
+            out.append({"index": c.index, **body, "logprobs": None, "finish_reason": c.finish_reason, "a2d": c.a2d})
+        return {**self.head(chunk=False), "choices": out, "usage": self.usage(choices)}
+
+    @staticmethod
+    def sse(obj: dict) -> str:
+        return f"data: {json.dumps(obj, separators=(',', ':'))}\n\n"
+
+
+def _install_error_handlers(app: FastAPI) -> None:
+    @app.exception_handler(RequestError)
+    async def request_error(_: Request, exc: RequestError) -> JSONResponse:
+        headers = {"Retry-After": "1"} if exc.status == 429 else None
+        return JSONResponse(exc.body(), status_code=exc.status, headers=headers)
+
+    @app.exception_handler(RequestValidationError)
+    async def validation_error(_: Request, exc: RequestValidationError) -> JSONResponse:
+        err = exc.errors()[0]
+        loc = [str(p) for p in err.get("loc", ()) if p != "body"]
+        param = ".".join(loc) or None
+        if err.get("type") == "json_invalid":
+            message, param = f"the request body is not valid JSON: {err.get('ctx', {}).get('error', err['msg'])}", None
+        elif not loc and err.get("type") in ("model_attributes_type", "dict_type", "model_type"):
+            message = "the request body must be a JSON object (with Content-Type: application/json)"
+        elif err.get("type") == "extra_forbidden":
+            message = f"unknown field {param!r}: it is neither an OpenAI nor an a2d-guard request field"
+        elif err.get("type") == "missing":
+            message = f"{param} is required" if param else "the request body is required"
+        else:
+            message = f"{param}: {err['msg']}" if param else err["msg"]
+        return JSONResponse(error_body(message, "invalid_request_error", param), status_code=400)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(_: Request, exc: StarletteHTTPException) -> JSONResponse:
+        kind = "not_found_error" if exc.status_code == 404 else "invalid_request_error"
+        return JSONResponse(error_body(str(exc.detail), kind), status_code=exc.status_code,
+                            headers=getattr(exc, "headers", None))
+
+    @app.exception_handler(Exception)
+    async def internal_error(_: Request, exc: Exception) -> JSONResponse:
+        log.exception("internal error")
+        return JSONResponse(error_body(f"internal error: {type(exc).__name__}", "internal_server_error"),
+                            status_code=500)

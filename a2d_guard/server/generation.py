@@ -1,0 +1,142 @@
+"""One HTTP request's samples on their way through the engine loop.
+
+A request has ``n`` samples per prompt (and a completion request may carry several
+prompts); each is one engine request, all share one ``Sink``. This module turns engine
+events into the text a client sees:
+- streams show only *visible* text: the committed prefix left of the leftmost mask, cut at
+  the first end token. The last visible token is held back until the next one (or the end)
+  arrives, so a detokenizer that merges it with what follows (WordPiece ``##``, a split
+  UTF-8 character) never has to take text back; with ``stop`` strings, a tail that could
+  still grow into one is held back too;
+- ``stop`` strings cut the text and finish the sample with ``stop``; when a stop string is
+  already visible, the engine request is aborted at once (the text left of it is final);
+- an A2D rejection (``content_filter``) answers the refusal text (default ``""``), not
+  the committed text: a stream may have shown visible text before the monitor fired.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+
+from a2d_guard.config import SamplingParams
+from a2d_guard.server.engine_loop import EngineLoop, Failed, Finished, Sink, Submission, Visible
+
+log = logging.getLogger("a2d_guard.server")
+
+
+def _cut_at_stop(text: str, stops: list[str]) -> int:
+    """Index of the earliest stop string in ``text``; -1 when there is none."""
+    hits = [i for i in (text.find(s) for s in stops) if i >= 0]
+    return min(hits) if hits else -1
+
+
+@dataclass
+class Choice:
+    index: int
+    request_id: str
+    prompt_ids: list[int]
+    params: SamplingParams
+    sent: str = ""  # text already streamed
+    text: str = ""
+    finish_reason: str | None = None
+    num_tokens: int = 0
+    a2d: dict = field(default_factory=dict)
+    error: str | None = None
+
+    @property
+    def done(self) -> bool:
+        return self.finish_reason is not None or self.error is not None
+
+
+class Generation:
+    def __init__(self, loop: EngineLoop, tokenizer, http_id: str, prompts: list[list[int]],
+                 params: list[SamplingParams], stops: list[str], stream: bool):
+        self.loop, self.tokenizer, self.stops = loop, tokenizer, stops
+        n = len(params)
+        self.choices = [Choice(p * n + j, f"{http_id}-{p * n + j}", ids, params[j])
+                        for p, ids in enumerate(prompts) for j in range(n)]
+        self._by_id = {c.request_id: c for c in self.choices}
+        self._watch = stream or bool(stops)
+        self._holdback = max((len(s) for s in stops), default=1) - 1
+        self.sink: Sink | None = None
+
+    @property
+    def done(self) -> bool:
+        return all(c.done for c in self.choices)
+
+    def submit(self) -> None:
+        self.sink = Sink()
+        for c in self.choices:
+            self.loop.submit(Submission(c.request_id, c.prompt_ids, c.params, self.sink, watch=self._watch))
+
+    def abort_unfinished(self) -> None:
+        for c in self.choices:
+            if not c.done:
+                self.loop.abort(c.request_id)
+                c.error = "aborted"
+
+    async def updates(self):
+        """Yield (choice, new text) until every sample is done; the final update has a finish_reason."""
+        while not self.done:
+            event = await self.sink.queue.get()
+            c = self._by_id.get(event.request_id)
+            if c is None or c.done:  # e.g. the abort of a sample already cut at a stop string
+                continue
+            delta = self._apply(c, event)
+            if delta or c.done:
+                yield c, delta
+
+    def _decode(self, ids: list[int]) -> str:
+        return self.tokenizer.decode(ids, skip_special_tokens=True)
+
+    def _apply(self, c: Choice, event) -> str:
+        if isinstance(event, Visible):
+            return self._on_visible(c, event.token_ids)
+        if isinstance(event, Failed):
+            c.error = event.message
+            return ""
+        assert isinstance(event, Finished)
+        return self._on_finished(c, event)
+
+    def _on_visible(self, c: Choice, ids: list[int]) -> str:
+        if self.stops:
+            full = self._decode(ids)
+            cut = _cut_at_stop(full, self.stops)
+            if cut >= 0:  # the text left of a visible stop string is final
+                self.loop.abort(c.request_id)
+                c.num_tokens = len(ids)
+                return self._close(c, full[:cut], "stop")
+        safe = self._decode(ids[:-1])
+        if self.stops and self._holdback:
+            safe = safe[: max(0, len(safe) - self._holdback)]
+        if len(safe) > len(c.sent) and safe.startswith(c.sent):
+            delta, c.sent = safe[len(c.sent):], safe
+            return delta
+        return ""
+
+    def _on_finished(self, c: Choice, event: Finished) -> str:
+        out = event.output.outputs[0]
+        c.a2d = {"p_eos": out.p_eos, "reject_step": out.reject_step, "steps": out.steps}
+        c.num_tokens = len(out.token_ids)
+        if out.finish_reason == "error":
+            c.error = out.error or "decoding failed"
+            return ""
+        if out.finish_reason == "abort":  # only we abort; a stop-string cut is already closed
+            c.error = "aborted"
+            return ""
+        if out.rejected:
+            c.text, c.finish_reason = c.params.refusal_text or "", "content_filter"
+            return c.text
+        text, reason = out.text, out.finish_reason
+        cut = _cut_at_stop(text, self.stops) if self.stops else -1
+        if cut >= 0:
+            text, reason = text[:cut], "stop"
+        return self._close(c, text, reason)
+
+    def _close(self, c: Choice, text: str, reason: str) -> str:
+        c.text, c.finish_reason = text, reason
+        if not text.startswith(c.sent):  # cannot happen with a prefix-stable detokenizer
+            log.warning("request %s: streamed text %r is not a prefix of the final text", c.request_id, c.sent)
+            return ""
+        return text[len(c.sent):]

@@ -1,0 +1,116 @@
+"""``a2d-guard serve``: the OpenAI-compatible HTTP server on the continuous-batching engine."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from a2d_guard.cli.errors import user_errors_exit_1
+from a2d_guard.cli.options import DeviceOpt, DtypeOpt, FamilyOpt, TrustRemoteCodeOpt
+
+DEMO_DIR = Path("a2d-demo")  # `a2d-guard demo`'s default --out
+
+
+@user_errors_exit_1
+def serve(
+    model: Annotated[str | None, typer.Option("--model", "-m", help="'tiny' (built in), 'demo' (the A2D model "
+                                              "`a2d-guard demo` trained in ./a2d-demo), a local folder or a Hub id "
+                                              "(default: tiny).")] = None,
+    adapter: Annotated[str | None, typer.Option("--adapter", help="A PEFT LoRA adapter folder to apply.")] = None,
+    batch: Annotated[int | None, typer.Option("--batch", "--max-num-seqs", help="Running slots: requests "
+                                              "decoded together in every model step (default: 64).")] = None,
+    host: Annotated[str | None, typer.Option(help="Address to listen on (default: 127.0.0.1).")] = None,
+    port: Annotated[int | None, typer.Option(help="Port (0 = any free port) (default: 8000).")] = None,
+    api_key: Annotated[str | None, typer.Option("--api-key", envvar="A2D_GUARD_API_KEY", show_envvar=True,
+                                                help="Require 'Authorization: Bearer KEY' on /v1 routes.")] = None,
+    max_waiting: Annotated[int | None, typer.Option(help="Queued requests beyond the running slots before "
+                                                    "answering 429 (default: 256).")] = None,
+    served_model_name: Annotated[str | None, typer.Option(help="Model name clients send and /v1/models lists "
+                                                          "(default: --model).")] = None,
+    config: Annotated[Path | None, typer.Option("--config", help="YAML file of these settings "
+                                                "(keys = flag names); flags override it.")] = None,
+    gen_length: Annotated[int | None, typer.Option(help="Default max_tokens = canvas length (default: 128).")] = None,
+    steps: Annotated[int | None, typer.Option(help="Default denoising steps per gen-length tokens "
+                                              "(default: 128).")] = None,
+    block_length: Annotated[int | None, typer.Option(help="Default block length (default: 32).")] = None,
+    eos_threshold: Annotated[float | None, typer.Option(help="Default A2D monitor threshold, 1.0 = off "
+                                                        "(default: 0.9).")] = None,
+    refusal_text: Annotated[str | None, typer.Option(help="Default content of a rejected answer "
+                                                     "(default: empty).")] = None,
+    shutdown_timeout: Annotated[float | None, typer.Option(help="Seconds running requests get to finish after "
+                                                           "SIGTERM/SIGINT (default: 30).")] = None,
+    dtype: DtypeOpt = None,
+    device: DeviceOpt = None,
+    family: FamilyOpt = None,
+    trust_remote_code: TrustRemoteCodeOpt = False,
+) -> None:
+    """Serve the model over an OpenAI-compatible API; unsafe requests end with content_filter."""
+    from a2d_guard.server.settings import load_server_config
+
+    _check_serve_extra()
+    settings = load_server_config(config).merged(
+        model=model, adapter=adapter, batch=batch, host=host, port=port, api_key=api_key or None,
+        max_waiting=max_waiting, served_model_name=served_model_name, gen_length=gen_length, steps=steps,
+        block_length=block_length, eos_threshold=eos_threshold, refusal_text=refusal_text,
+        shutdown_timeout=shutdown_timeout, dtype=dtype, device=device, family=family,
+        trust_remote_code=trust_remote_code or None)
+    if settings.model == "demo":
+        settings = _demo_model(settings)
+    from a2d_guard.server.run import bind_socket, load_llm, url_of
+    from a2d_guard.server.run import serve as run
+
+    sock = bind_socket(settings.host, settings.port)  # before loading: a busy port fails in a second
+    llm = load_llm(settings)
+
+    def ready(_state) -> None:
+        auth = "API key required" if settings.api_key else "no API key"
+        typer.echo(f"a2d-guard serving {settings.model_name!r} on {url_of(sock)} "
+                   f"(batch {settings.batch}, max waiting {settings.max_waiting}, {auth}); Ctrl-C to stop", err=True)
+
+    with _exit_0_after_drain():
+        run(llm, settings, sock, on_ready=ready)
+
+
+@contextlib.contextmanager
+def _exit_0_after_drain():
+    """uvicorn re-raises SIGTERM/SIGINT after its graceful shutdown so that the default action
+    (death by signal) follows; a drained server has done what the signal asked, so the
+    handlers it restores are no-ops and the command exits 0."""
+    saved = {sig: signal.signal(sig, lambda *_: None) for sig in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        yield
+    finally:
+        for sig, handler in saved.items():
+            signal.signal(sig, handler)
+
+
+def _check_serve_extra() -> None:
+    from a2d_guard.errors import A2DGuardError
+
+    try:
+        import fastapi  # noqa: F401
+        import prometheus_client  # noqa: F401
+        import uvicorn  # noqa: F401
+    except ImportError as exc:
+        raise A2DGuardError(f"serving needs the 'serve' extra ({exc.name} is missing); "
+                            f"run: pip install \"a2d-guard[serve]\"") from None
+
+
+def _demo_model(settings):
+    """``--model demo``: the demo's base with its A2D adapter, so a newcomer sees a live rejection."""
+    from a2d_guard.errors import A2DGuardError
+    from a2d_guard.training.trainer import ADAPTER_DIR, MODEL_DIR
+
+    base, adapter = DEMO_DIR / "base" / MODEL_DIR, DEMO_DIR / "a2d" / ADAPTER_DIR
+    if not (base.is_dir() and adapter.is_dir()):
+        raise A2DGuardError(f"--model demo serves the A2D model trained by `a2d-guard demo` in ./{DEMO_DIR}, and "
+                            f"there is none here; run `a2d-guard demo` first (about 5 minutes on a CPU)")
+    name = settings.served_model_name or "demo"
+    return settings.merged(model=str(base), adapter=str(adapter), served_model_name=name)
+
+
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")  # the engine thread and HTTP both decode

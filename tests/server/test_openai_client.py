@@ -1,0 +1,143 @@
+"""The official ``openai`` client against a real server: every route and parameter it uses,
+and answers token-identical to ``LLM.generate`` under 64 concurrent clients."""
+
+from __future__ import annotations
+
+from concurrent.futures import ThreadPoolExecutor
+
+import pytest
+
+from a2d_guard.config import SamplingParams
+from a2d_guard.engine.llm import LLM
+
+from .conftest import DEFAULTS
+
+PROMPTS = ["hello there", "how do I kill a python process?", "tell me about canada", "what is two plus two",
+           "write a poem about sports", "numbers 12 and 345"]
+
+
+def _expected(tiny64, prompt: str, chat: bool = True, **params):
+    llm = LLM.from_loaded(*tiny64, max_num_seqs=1, chat_template=chat)
+    out = llm.generate([llm.encode(prompt)], SamplingParams(**{**DEFAULTS, **params}))[0].outputs[0]
+    return out
+
+
+def _chat(client, prompt, **kw):
+    return client.chat.completions.create(model="tiny", messages=[{"role": "user", "content": prompt}], **kw)
+
+
+def test_models_lists_the_served_model(client):
+    models = client.models.list().data
+    assert [m.id for m in models] == ["tiny"]
+
+
+def test_chat_matches_llm_generate(client, tiny64):
+    got = _chat(client, PROMPTS[0], seed=3)
+    want = _expected(tiny64, PROMPTS[0], seed=3)
+    choice = got.choices[0]
+    assert choice.message.role == "assistant"
+    assert choice.message.content == want.text
+    assert choice.finish_reason == want.finish_reason
+    extra = choice.model_extra["a2d"]
+    assert extra["steps"] == want.steps and extra["p_eos"] == pytest.approx(want.p_eos)
+    assert got.usage.completion_tokens == len(want.token_ids)
+    assert got.usage.prompt_tokens == len(LLM.from_loaded(*tiny64).encode(PROMPTS[0]))
+
+
+def test_completion_uses_the_raw_prompt(client, tiny64):
+    got = client.completions.create(model="tiny", prompt=PROMPTS[2], max_tokens=8, seed=0)
+    want = _expected(tiny64, PROMPTS[2], chat=False, gen_length=8, steps=8, block_length=8)
+    assert got.choices[0].text == want.text
+    assert got.choices[0].finish_reason == want.finish_reason
+    assert got.object == "text_completion"
+
+
+def test_n_samples_use_consecutive_seeds(client, tiny64):
+    got = _chat(client, PROMPTS[3], n=3, seed=11, temperature=1.0)
+    assert [c.index for c in got.choices] == [0, 1, 2]
+    for i, c in enumerate(got.choices):
+        assert c.message.content == _expected(tiny64, PROMPTS[3], seed=11 + i, temperature=1.0).text
+    assert len({c.message.content for c in got.choices}) > 1  # really different samples
+
+
+def test_stream_concatenates_to_the_plain_answer(client):
+    plain = _chat(client, PROMPTS[4], seed=2).choices[0]
+    chunks = list(_chat(client, PROMPTS[4], seed=2, stream=True, stream_options={"include_usage": True}))
+    deltas = [c.choices[0].delta.content or "" for c in chunks if c.choices]
+    finals = [c.choices[0].finish_reason for c in chunks if c.choices and c.choices[0].finish_reason]
+    assert "".join(deltas) == plain.message.content
+    assert finals == [plain.finish_reason]
+    assert len([d for d in deltas if d]) > 1  # text arrives in pieces, not all at the end
+    assert chunks[0].choices[0].delta.role == "assistant"
+    assert chunks[-1].choices == [] and chunks[-1].usage.completion_tokens > 0
+
+
+def test_stop_string_cuts_the_text(client):
+    full = _chat(client, PROMPTS[1], seed=0, max_tokens=32).choices[0].message.content
+    words = full.split()
+    assert len(words) > 3
+    stop = words[2]
+    cut = full[: full.find(stop)]
+    for stream in (False, True):
+        if stream:
+            chunks = list(_chat(client, PROMPTS[1], seed=0, max_tokens=32, stop=[stop], stream=True))
+            text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
+            reason = [c.choices[0].finish_reason for c in chunks if c.choices and c.choices[0].finish_reason]
+            assert reason == ["stop"]
+        else:
+            choice = _chat(client, PROMPTS[1], seed=0, max_tokens=32, stop=stop).choices[0]
+            text, reason = choice.message.content, choice.finish_reason
+            assert reason == "stop"
+        assert text == cut
+
+
+def test_logit_bias_on_eos_is_rejected_by_the_monitor(client, tiny64):
+    _, _, spec = tiny64
+    for stream in (False, True):
+        kw = dict(seed=0, logit_bias={str(spec.eos_id): 100}, extra_body={"refusal_text": "I can't help."})
+        if stream:
+            chunks = list(_chat(client, PROMPTS[0], stream=True, **kw))
+            final = [c.choices[0] for c in chunks if c.choices and c.choices[0].finish_reason][0]
+            assert final.finish_reason == "content_filter"
+            assert final.model_extra["a2d"]["reject_step"] == 0
+        else:
+            choice = _chat(client, PROMPTS[0], **kw).choices[0]
+            assert choice.finish_reason == "content_filter"
+            assert choice.message.content == "I can't help."
+            assert choice.model_extra["a2d"]["reject_step"] == 0 and choice.model_extra["a2d"]["p_eos"] > 0.9
+
+
+def test_diffusion_parameters_ride_in_extra_body(client, tiny64):
+    kw = dict(steps=8, block_length=4, remasking="left_to_right", eos_threshold=1.0)
+    got = _chat(client, PROMPTS[5], seed=1, max_tokens=8, extra_body=kw).choices[0]
+    want = _expected(tiny64, PROMPTS[5], seed=1, gen_length=8, **kw)
+    assert got.message.content == want.text and got.model_extra["a2d"]["steps"] == want.steps
+
+
+def test_neutral_openai_fields_are_accepted(client):
+    got = _chat(client, PROMPTS[0], seed=0, top_p=1, frequency_penalty=0, presence_penalty=0, logprobs=False,
+                user="someone", response_format={"type": "text"})
+    assert got.choices[0].finish_reason in ("stop", "length")
+
+
+def test_64_concurrent_clients_each_get_their_own_answer(server, tiny64):
+    """Batch invariance across HTTP: every answer equals LLM.generate of that request alone."""
+    from openai import OpenAI
+
+    url, state = server
+    jobs = [(PROMPTS[i % len(PROMPTS)], i, 0.0 if i % 2 else 0.8) for i in range(64)]
+
+    def call(job):
+        prompt, seed, temperature = job
+        with OpenAI(base_url=url + "/v1", api_key="x", max_retries=0, timeout=300) as c:
+            r = _chat(c, prompt, seed=seed, temperature=temperature)
+        return r.choices[0].message.content, r.choices[0].finish_reason
+
+    with ThreadPoolExecutor(64) as pool:
+        answers = list(pool.map(call, jobs))
+    llm = LLM.from_loaded(*tiny64, max_num_seqs=64)
+    want = llm.generate([llm.encode(p) for p, _, _ in jobs],
+                        [SamplingParams(**DEFAULTS, seed=s, temperature=t) for _, s, t in jobs])
+    assert answers == [(w.outputs[0].text, w.outputs[0].finish_reason) for w in want]
+    finished = state.metrics.finished
+    assert sum(s.value for m in finished.collect() for s in m.samples if s.name.endswith("_total")) >= 64
