@@ -4,6 +4,7 @@ every user mistake and Hub refusal is one line, exit 1, and nothing committed.""
 
 from __future__ import annotations
 
+import inspect
 import json
 import shutil
 from types import SimpleNamespace
@@ -122,12 +123,15 @@ def fake_hub(monkeypatch):
     import huggingface_hub
 
     hub = SimpleNamespace(calls=[], uploads=[], fail={})
+    real = huggingface_hub.HfApi
 
     class RecordingHfApi:
         def __init__(self, token=None, **kwargs):
+            inspect.signature(real.__init__).bind(self, token=token, **kwargs)
             hub.calls.append(("init", {"token": token}))
 
         def _call(self, name, kwargs):
+            inspect.signature(getattr(real, name)).bind(self, **kwargs)  # the real method takes these arguments
             hub.calls.append((name, kwargs))
             if name in hub.fail:
                 raise hub.fail[name]
@@ -143,7 +147,7 @@ def fake_hub(monkeypatch):
             self._call("create_commit", {"repo_id": repo_id, **kwargs})
 
         def upload_folder(self, *, repo_id, folder_path, **kwargs):
-            self._call("upload_folder", {"repo_id": repo_id, **kwargs})
+            self._call("upload_folder", {"repo_id": repo_id, "folder_path": folder_path, **kwargs})
             files = {p.name: p.read_bytes() for p in sorted(__import__("pathlib").Path(folder_path).iterdir())}
             hub.uploads.append(files)
             pr = "https://huggingface.co/me/tiny-a2d/discussions/1" if kwargs.get("create_pr") else None
@@ -165,7 +169,7 @@ def test_push_is_one_commit_with_the_dry_run_files(tiny_run, tmp_path, fake_hub)
     assert names == ["init", "create_repo", "upload_folder"]
     assert fake_hub.calls[0][1]["token"] == TOKEN
     assert fake_hub.calls[1][1] == {"repo_id": "me/tiny-a2d", "repo_type": "model", "private": True, "exist_ok": True}
-    upload = fake_hub.calls[2][1]
+    upload = {k: v for k, v in fake_hub.calls[2][1].items() if k != "folder_path"}
     assert upload["commit_message"] == "A2D v1" and upload["create_pr"] is False and upload["revision"] is None
     (files,) = fake_hub.uploads
     assert files == {p.name: p.read_bytes() for p in dry.iterdir() if p.name != MANIFEST}  # what --dry-run showed
