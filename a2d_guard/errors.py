@@ -10,3 +10,8 @@ from __future__ import annotations
 
 class A2DGuardError(ValueError):
     """A bad input: the message names the bad value and how to fix it."""
+
+
+class A2DGuardWarning(UserWarning):
+    """Something the user should know but that does not stop the work (e.g. an adapter loaded
+    on another base than it was trained on). The CLI prints it as one ``warning:`` line."""

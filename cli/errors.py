@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import sys
+import warnings
 from collections.abc import Callable
 from typing import Any
 
@@ -18,13 +19,31 @@ def fail(message: str) -> None:
     raise typer.Exit(code=1)
 
 
+def _one_line_warnings(previous: Callable[..., None]) -> Callable[..., None]:
+    """A ``warnings.showwarning`` that prints our warnings as one ``warning: <message>`` line and
+    hands anyone else's to ``previous`` (Python's own, or a test harness's)."""
+
+    def show(message, category, filename, lineno, file=None, line=None) -> None:
+        from a2d_guard.errors import A2DGuardWarning
+
+        if issubclass(category, A2DGuardWarning):
+            print(f"warning: {message}", file=sys.stderr)
+        else:
+            previous(message, category, filename, lineno, file, line)
+
+    return show
+
+
 def user_errors_exit_1(fn: Callable[..., Any]) -> Callable[..., Any]:
-    """Decorator for commands: a user error prints ``error: <message>`` and exits 1."""
+    """Decorator for commands: a user error prints ``error: <message>`` and exits 1; an
+    ``A2DGuardWarning`` prints ``warning: <message>`` (one line, no source location)."""
 
     @functools.wraps(fn)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         try:
-            return fn(*args, **kwargs)
+            with warnings.catch_warnings():
+                warnings.showwarning = _one_line_warnings(warnings.showwarning)
+                return fn(*args, **kwargs)
         except typer.Exit:
             raise
         except USER_ERRORS as exc:

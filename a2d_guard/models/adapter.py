@@ -17,6 +17,7 @@ from pathlib import Path
 import torch
 
 from a2d_guard.errors import A2DGuardError
+from a2d_guard.models.base_ref import warn_if_other_base
 from a2d_guard.models.hub_ids import fetch_snapshot, looks_like_hub_id
 from a2d_guard.models.llada import llada_to_native_key
 from a2d_guard.models.safetensors_file import load_safetensors
@@ -100,11 +101,13 @@ def _check_shapes(model, state: dict[str, torch.Tensor], folder: Path, base: str
     return sorted(targets)
 
 
-def attach_adapter(model, spec: ModelSpec, folder: str | Path, merge: bool = True):
+def attach_adapter(model, spec: ModelSpec, folder: str | Path, merge: bool = True, base: str | None = None):
     """Load the adapter in ``folder`` onto ``model``; merged into the weights by default.
 
     Merging gives inference the base model's speed; pass ``merge=False`` to keep a
-    ``PeftModel`` (e.g. to continue training).
+    ``PeftModel`` (e.g. to continue training). ``base``: the name ``model`` was loaded by;
+    an adapter whose ``base_model_name_or_path`` names another base loads with an
+    ``A2DGuardWarning`` (``models.base_ref``).
     """
     from peft import LoraConfig, get_peft_model, set_peft_model_state_dict
 
@@ -115,6 +118,7 @@ def attach_adapter(model, spec: ModelSpec, folder: str | Path, merge: bool = Tru
     if spec.family in ("llada", "tiny"):
         state = {llada_to_native_key(k): v for k, v in state.items()}
     targets = _check_shapes(model, state, folder, config.get("base_model_name_or_path"))
+    warn_if_other_base(config.get("base_model_name_or_path"), base, folder)
     lora = LoraConfig(target_modules=targets, **{k: config[k] for k in _LORA_FIELDS if k in config})
     with warnings.catch_warnings():  # peft probes a deprecated transformers attribute; not the user's concern
         warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing.*", category=FutureWarning)

@@ -230,7 +230,7 @@ def load_model(
     if adapter is not None:
         from a2d_guard.models.adapter import attach_adapter
 
-        model = attach_adapter(model, spec, adapter, merge=merge_adapter)
+        model = attach_adapter(model, spec, adapter, merge=merge_adapter, base=name_or_path)
     model.eval()
     return model, tokenizer, spec
 

@@ -26,6 +26,7 @@ from pathlib import Path
 import torch
 
 from a2d_guard.errors import A2DGuardError
+from a2d_guard.models.base_ref import base_reference
 from a2d_guard.models.llada import native_to_llada_key
 from a2d_guard.models.spec import ModelSpec
 
@@ -83,13 +84,15 @@ def export_adapter(peft_model, spec: ModelSpec, folder: str | Path, base_model: 
     """Write ``adapter_config.json`` + ``adapter_model.safetensors`` into ``folder``.
 
     LoRA tensors are stored in float32 (they are small; bf16 would lose the update).
+    ``base_model`` is recorded as ``base_reference`` gives it: ``tiny``, a Hub id, or the
+    absolute path of a local folder (a relative one would break from any other directory).
     """
     from a2d_guard.outputs import save_safetensors
 
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     config = copy.deepcopy(peft_model.peft_config["default"])
-    config.base_model_name_or_path = base_model
+    config.base_model_name_or_path = base_reference(base_model)
     config.inference_mode = True
     state = adapter_tensors(peft_model)
     if spec.family == "llada":
