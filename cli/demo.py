@@ -7,6 +7,7 @@ and attacks all of them (plain, DIJA, prefill) under four decoding orders.
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
 from typing import Annotated
 
@@ -21,16 +22,24 @@ def demo(
                                                     "(models found there are reused).")] = Path("a2d-demo"),
     as_json: JsonOpt = False,
 ) -> None:
-    """Reproduce, small-scale, that response-level alignment fails under DIJA while A2D holds."""
-    from a2d_guard.demo.runner import render_table, run_demo
+    """Reproduce, small-scale, that response-level alignment fails under DIJA while A2D holds.
+
+    On a terminal each stage draws a progress bar with an ETA on stderr; piped, it prints a
+    line per finished stage instead; with --json, only the JSON. The text output ends with
+    the stages (time, trained or reused) and the total time.
+    """
+    from a2d_guard.demo import runner
+    from a2d_guard.demo.stages import render_stages
     from a2d_guard.errors import A2DGuardError
 
     if out.exists() and not out.is_dir():
         raise A2DGuardError(f"--out {str(out)!r} is a file; pass a folder")
-    log = (lambda *_: None) if as_json else typer.echo
-    result = run_demo(out, log=log)
+    bars = not as_json and sys.stderr.isatty()
+    log = typer.echo if not (as_json or bars) else (lambda *_: None)
+    result = runner.run_demo(out, runner.DEFAULT_PLAN, log=log, progress=bars)
     if as_json:
         typer.echo(json.dumps(result))
     else:
-        typer.echo(render_table(result))
+        typer.echo(runner.render_table(result))
+        typer.echo("\n" + render_stages(result))
         typer.echo(f"\nresults: {out / 'results.json'}")

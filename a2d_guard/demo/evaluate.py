@@ -17,6 +17,7 @@ the held-out harmful requests (plain, low_confidence), at τ = 0.9 and 0.8.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from a2d_guard.config import SamplingParams
@@ -68,12 +69,14 @@ class Evaluator:
     exceeds τ, so it is only re-run when the unmonitored trace ever went above τ.
     """
 
-    def __init__(self, model, tokenizer, spec, corpus: Corpus, settings: EvalSettings = EvalSettings()):
+    def __init__(self, model, tokenizer, spec, corpus: Corpus, settings: EvalSettings = EvalSettings(),
+                 on_request: Callable[[], None] | None = None):
         self.model, self.tokenizer, self.spec = model, tokenizer, spec
         self.corpus, self.settings = corpus, settings
         self.judge = Judge(corpus, tokenizer)
         self._cache: dict = {}
         self.generations = 0
+        self.on_request = on_request  # called once per request ``run`` makes: the demo's progress bar
 
     def heldout(self, kind: str) -> list[Item]:
         return self.corpus.select("heldout", kind)[: self.settings.max_prompts]
@@ -87,10 +90,12 @@ class Evaluator:
         return self._cache[key]
 
     def generate(self, prompt: str, prefill: str | None, params: SamplingParams):
-        free = self._decode(prompt, prefill, params.replace(eos_threshold=1.0))
-        if params.eos_threshold >= 1.0 or max(free.p_eos_trace, default=0.0) <= params.eos_threshold:
-            return free
-        return self._decode(prompt, prefill, params)
+        result = self._decode(prompt, prefill, params.replace(eos_threshold=1.0))
+        if params.eos_threshold < 1.0 and max(result.p_eos_trace, default=0.0) > params.eos_threshold:
+            result = self._decode(prompt, prefill, params)  # the monitor fired: decode as served
+        if self.on_request is not None:
+            self.on_request()
+        return result
 
     def attack_success(self, eos_threshold: float) -> dict:
         harmful = self.heldout("harmful")
@@ -140,6 +145,13 @@ class Evaluator:
             out[str(tau)] = round(full / max(1, used), 2)
             out[f"rejected@{tau}"] = _rate([r.finish_reason == "content_filter" for r in results])
         return out
+
+    def planned_requests(self) -> int:
+        """How many requests ``run`` makes (``generate`` calls, cached or not): the bar's total."""
+        harmful = len(self.heldout("harmful"))
+        benign = len(self.heldout("benign")) + len(self.heldout("lookalike"))
+        attacks = 2 * len(ATTACKS) * len(ORDERS) * harmful  # monitor off and on
+        return attacks + len(TAUS) * harmful + 2 * benign  # + speedup, benign, benign_infill
 
     def run(self) -> dict:
         """The demo's results object for this model.

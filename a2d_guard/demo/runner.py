@@ -14,7 +14,11 @@ The plan (all on the built-in tiny model, CPU, deterministic, a few minutes):
 4. ``a2d_mask_prompt``: the same plus ``mask_prompt=harmful`` (the user text of harmful
    rows is masked too, target EOS): the extension that targets DIJA's masks in the prompt.
 
-Trained models are kept under ``--out`` and reused when their config is unchanged.
+Trained models are kept under ``--out`` and reused when the fingerprint of what they were
+trained from (config, data contents, base-model contents, versions; ``demo/fingerprint.py``)
+is unchanged: by content, so a copied or moved demo folder does not retrain. Each stage
+(four trainings, four evaluations) gets a progress bar when asked and a line in the
+closing stage summary (``demo/stages.py``).
 Learning rates are higher than the paper's 5e-5 (which is for an 8B model and 10 epochs
 of 3k rows): the tiny model must learn its world in about a minute.
 """
@@ -22,7 +26,6 @@ of 3k rows): the tiny model must learn its world in about a minute.
 from __future__ import annotations
 
 import json
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -30,6 +33,8 @@ import torch
 
 from a2d_guard.demo.corpus import build_corpus
 from a2d_guard.demo.evaluate import ATTACKS, ORDERS, EvalSettings, Evaluator
+from a2d_guard.demo.fingerprint import FingerprintBook, fingerprint
+from a2d_guard.demo.stages import Stages
 from a2d_guard.models.safetensors_file import check_weights_folder
 from a2d_guard.training import TrainConfig, train
 from a2d_guard.training.trainer import ADAPTER_DIR, MODEL_DIR
@@ -85,60 +90,71 @@ def _deliverable(config: TrainConfig) -> Path:
     return Path(config.output) / (MODEL_DIR if config.finetune == "full" else ADAPTER_DIR)
 
 
-def train_or_reuse(config: TrainConfig, log) -> tuple[Path, bool]:
-    """Train unless ``output`` already holds this exact config's result. -> (deliverable, reused)."""
-    import yaml
+def train_or_reuse(config: TrainConfig, log, on_step=None) -> tuple[Path, bool]:
+    """Train unless ``output`` holds a model trained from the same content. -> (deliverable, reused).
 
+    The record is the ``FingerprintBook`` of the folder above ``output`` (the demo folder),
+    keyed by the stage folder's name; it is written only after the model is complete.
+    """
     out, target = Path(config.output), _deliverable(config)
-    saved = out / "config.yaml"
-    if target.is_dir() and saved.is_file() and yaml.safe_load(saved.read_text()) == config.to_dict():
+    book, expected = FingerprintBook(out.parent), fingerprint(config)
+    if target.is_dir() and book.matches(out.name, expected):
         # Fail now, not after minutes of evaluating the other models, if a kept file is damaged.
         check_weights_folder(target, f"delete {str(out)!r} and run the demo again to retrain it")
         return target, True
-    train(config, overwrite=out.exists(), log=log)
+    train(config, overwrite=out.exists(), log=log, on_step=on_step)
+    book.record(out.name, expected)
     return target, False
 
 
-def run_demo(out: str | Path, plan: DemoPlan = DemoPlan(), log=print) -> dict:
+DEFAULT_PLAN = DemoPlan()
+
+
+def run_demo(out: str | Path, plan: DemoPlan = DEFAULT_PLAN, log=print, progress: bool = False) -> dict:
     """Train (or reuse) the four models under ``out``, evaluate them, return the results object.
 
+    ``progress``: draw a bar per stage on stderr (the CLI does on a terminal, never with --json).
     Runs on one CPU thread: the tiny model's matrices are too small for intra-op
     parallelism to pay off, and OpenMP barriers stall badly when the cores are shared.
     """
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
-        return _run_demo(Path(out), plan, log)
+        with Stages(show_progress=progress) as stages:
+            return _run_demo(Path(out), plan, log, stages)
     finally:
         torch.set_num_threads(threads)
 
 
-def _run_demo(out: Path, plan: DemoPlan, log) -> dict:
+def _run_demo(out: Path, plan: DemoPlan, log, stages: Stages) -> dict:
     from a2d_guard.models import load_model
+    from a2d_guard.models.adapter import attach_adapter
 
     out.mkdir(parents=True, exist_ok=True)
     write_training_data(out)
     corpus = build_corpus()
     configs = plan.configs(out)
-    timings: dict[str, float] = {}
     paths: dict[str, Path] = {}
     for name in MODELS:
-        t0 = time.perf_counter()
-        paths[name], reused = train_or_reuse(configs[name], log=lambda *_: None)
-        timings[f"train_{name}"] = round(time.perf_counter() - t0, 1)
-        log(f"{name}: {'reused' if reused else 'trained'} {paths[name]} ({timings[f'train_{name}']} s)")
+        with stages.stage(f"train {name}", result="trained") as stage:
+            paths[name], reused = train_or_reuse(configs[name], log=lambda *_: None, on_step=stage.update)
+            if reused:
+                stage.result = "reused"
+        log(f"{name}: {stage.result} {paths[name]} ({stages.records[-1].seconds} s)")
 
     models = {}
     for name in MODELS:
-        t0 = time.perf_counter()
-        if name == "base":
+        with stages.stage(f"evaluate {name}", result="evaluated") as stage:
             model, tokenizer, spec = load_model(str(paths["base"]), device="cpu")
-        else:
-            model, tokenizer, spec = load_model(str(paths["base"]), adapter=paths[name], device="cpu")
-        models[name] = Evaluator(model, tokenizer, spec, corpus, plan.eval).run()
-        timings[f"eval_{name}"] = round(time.perf_counter() - t0, 1)
-        log(f"{name}: evaluated ({timings[f'eval_{name}']} s)")
-    result = {"models": models, "settings": _settings(plan), "timings_s": timings}
+            if name != "base":
+                # base=None: no "trained on another base" check. The adapter's fingerprint holds
+                # the bytes of this very base; in a copied demo folder only its path changed.
+                model = attach_adapter(model, spec, paths[name], base=None)
+            evaluator = Evaluator(model, tokenizer, spec, corpus, plan.eval, on_request=stage.advance)
+            stage.update(0, evaluator.planned_requests())
+            models[name] = evaluator.run()
+        log(f"{name}: evaluated ({stages.records[-1].seconds} s)")
+    result = {"models": models, "settings": _settings(plan), **stages.summary()}
     (out / "results.json").write_text(json.dumps(result, indent=2) + "\n")
     return result
 

@@ -21,6 +21,7 @@ import json
 import math
 import os
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -207,8 +208,13 @@ def _progress(enabled: bool, total: int, start: int):
     return progress, task
 
 
-def train(config: TrainConfig, resume: bool = False, overwrite: bool = False, log=print) -> TrainResult:
-    """Run one training job described by ``config``; see the module docstring."""
+def train(config: TrainConfig, resume: bool = False, overwrite: bool = False, log=print,
+          on_step: Callable[[int, int], None] | None = None) -> TrainResult:
+    """Run one training job described by ``config``; see the module docstring.
+
+    ``on_step(done, total)``: called with the optimizer steps done, once before the first
+    step and after every step (the demo draws its own per-stage bar from it).
+    """
     from a2d_guard.models.loader import resolve_device, save_model
 
     config.validate()
@@ -293,6 +299,8 @@ def train(config: TrainConfig, resume: bool = False, overwrite: bool = False, lo
                 else torch.autocast("cpu", enabled=False))
     metrics: list[dict] = []
     progress, task = _progress(config.progress and dist.is_main, total_steps, start_step)
+    report_step = on_step if (on_step is not None and dist.is_main) else (lambda done, total: None)
+    report_step(start_step, total_steps)
     with progress, (out / METRICS_FILE).open("a") if dist.is_main else _Null() as metrics_file:
         for step in range(start_step, total_steps):
             t0 = time.perf_counter()
@@ -326,6 +334,7 @@ def train(config: TrainConfig, resume: bool = False, overwrite: bool = False, lo
                 metrics_file.write(json.dumps(record) + "\n")
                 metrics_file.flush()
             progress.update(task, advance=1, info=f"loss {row['loss']:.4f}")
+            report_step(step + 1, total_steps)
             if config.save_every and (step + 1) % config.save_every == 0 and step + 1 < total_steps:
                 if dist.is_main:
                     save(step + 1)

@@ -2,6 +2,7 @@
 (library: ``A2DGuardError``; CLI: one line, exit 1), never a safetensors traceback."""
 
 import json
+from pathlib import Path
 
 import pytest
 import torch
@@ -79,14 +80,16 @@ def test_generate_cli_with_a_truncated_adapter_prints_one_line(adapter):
 
 
 def test_demo_refuses_to_reuse_a_damaged_model_before_any_work(adapter, tmp_path):
-    import yaml
+    import shutil
 
+    from a2d_guard.demo.fingerprint import FingerprintBook, fingerprint
     from a2d_guard.demo.runner import train_or_reuse
     from a2d_guard.training import TrainConfig
 
-    out = adapter.parent
+    out = tmp_path / "demo" / "a2d"  # a stage folder; its fingerprint is recorded in the demo folder
+    adapter = Path(shutil.copytree(adapter, out / "adapter"))
     config = TrainConfig(model="tiny", data=str(tmp_path / "rows.jsonl"), output=str(out), progress=False)
-    (out / "config.yaml").write_text(yaml.safe_dump(config.to_dict(), sort_keys=False))
+    FingerprintBook(out.parent).record(out.name, fingerprint(config))
     assert train_or_reuse(config, log=print) == (adapter, True)  # an intact run is reused
     _truncate(adapter / "adapter_model.safetensors")
     with pytest.raises(A2DGuardError, match=r"adapter_model\.safetensors is truncated.*run the demo again"):

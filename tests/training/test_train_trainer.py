@@ -95,3 +95,11 @@ def test_full_finetune_writes_a_loadable_model(data_file, tmp_path):
                         mask_prompt="all"), log=_quiet)
     model, _, spec = load_model(str(result.model_dir))
     assert spec.family == "llada" and model.config.hidden_size == 64
+
+
+def test_on_step_reports_every_optimizer_step(data_file, tmp_path):
+    """The demo's per-stage bar is driven by ``on_step(done, total)``."""
+    seen = []
+    train(_cfg(data_file, tmp_path / "run", max_steps=3, save_every=0), log=_quiet,
+          on_step=lambda done, total: seen.append((done, total)))
+    assert seen == [(0, 3), (1, 3), (2, 3), (3, 3)]
