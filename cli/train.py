@@ -1,7 +1,9 @@
 """``a2d-guard train``: A2D safety alignment as a LoRA adapter (DESIGN §7).
 
-Precedence: built-in defaults (the paper's) < ``--config FILE`` (YAML) < flags given here.
-Every flag defaults to "not given" so that a YAML value is only overridden on purpose.
+Precedence: built-in defaults (the paper's) < the run's saved ``config.yaml`` (``--resume``
+only) < ``--config FILE`` (YAML) < flags given here. Every flag defaults to "not given" so
+that a saved or YAML value is only overridden on purpose, and a resume compares with its
+checkpoint only what the user changed (``training/resume.py`` says what may change).
 """
 
 from __future__ import annotations
@@ -47,7 +49,12 @@ def train(
     ] = None,
     skip_bad_rows: Annotated[bool, _opt("--skip-bad-rows", "Skip (and count) bad rows instead of stopping.")] = False,
     device: DeviceOpt = None,
-    resume: Annotated[bool, _opt("--resume", "Continue the run in --output from its latest checkpoint.")] = False,
+    resume: Annotated[bool, _opt("--resume", "Continue the run in --output from its latest checkpoint, with its "
+                                             "saved config (--config and flags given here change it).")] = False,
+    allow_config_change: Annotated[bool, _opt(
+        "--allow-config-change", "With --resume: accept values that change the run (e.g. --lr) and record them "
+        "under config_history in config.yaml. Output, logging, checkpointing, device, and run length under a "
+        "constant lr schedule may always change; model and LoRA shape never.")] = False,
     overwrite: Annotated[bool, _opt("--overwrite", "Replace the run in --output.")] = False,
     progress: Annotated[bool, _opt("--progress/--no-progress", "Show a progress bar.")] = True,
 ) -> None:
@@ -69,7 +76,13 @@ def train(
         cfg = load_config(config, overrides)
     else:
         cfg = merge_config(None, overrides, where="command line")
-    result = run_training(cfg, resume=resume, overwrite=overwrite, log=typer.echo)
+    saved = Path(cfg.output) / "config.yaml"
+    if resume and saved.is_file():  # continue the run as it was saved; only what is given here changes
+        base = load_config(saved)
+        cfg = load_config(config, overrides, base=base) if config is not None else merge_config(
+            base, overrides, where="command line")
+    result = run_training(cfg, resume=resume, overwrite=overwrite, log=typer.echo,
+                          allow_config_change=allow_config_change)
     target = result.adapter_dir or result.model_dir
     if result.rank == 0:
         typer.echo(f"done: {result.steps} steps; load it with: "

@@ -24,6 +24,7 @@ OBJECTIVES = ("a2d", "sft")
 FINETUNE_MODES = ("lora", "full")
 MASK_PROMPT_MODES = ("none", "harmful", "all")
 LR_SCHEDULES = ("constant", "linear")
+HISTORY_KEY = "config_history"  # in a run's config.yaml: changes made on --resume (training/resume.py)
 
 
 @dataclass
@@ -183,8 +184,15 @@ def merge_config(
     return TrainConfig(**values)
 
 
-def load_config(path: str | Path, overrides: dict[str, Any] | None = None) -> TrainConfig:
-    """Read a YAML file, then apply ``overrides`` (the CLI flags: the CLI wins)."""
+def load_config(path: str | Path, overrides: dict[str, Any] | None = None,
+                base: TrainConfig | None = None) -> TrainConfig:
+    """Read a YAML file over ``base`` (default: the built-in defaults), then apply ``overrides``
+    (the CLI flags: the CLI wins).
+
+    A run's own ``config.yaml`` may carry ``config_history`` (what ``--resume
+    --allow-config-change`` changed, and at which step); it describes that run's past, not
+    a setting, so it is ignored here.
+    """
     import yaml
 
     path = require_file(path, "config file", "pass a YAML file to --config")
@@ -200,11 +208,20 @@ def load_config(path: str | Path, overrides: dict[str, Any] | None = None) -> Tr
         raw = {}
     if not isinstance(raw, dict):
         raise A2DGuardError(f"config file {str(path)!r} must be a YAML mapping of key: value lines")
-    config = merge_config(TrainConfig(), raw, where=str(path))
+    raw.pop(HISTORY_KEY, None)
+    config = merge_config(base or TrainConfig(), raw, where=str(path))
     return merge_config(config, overrides or {}, where="command line")
 
 
-def dump_config(config: TrainConfig, path: str | Path) -> None:
+def config_yaml(config: TrainConfig, history: list[dict] | None = None) -> str:
+    """The YAML a run saves: every key, then ``config_history`` when a resume changed any."""
     import yaml
 
-    Path(path).write_text(yaml.safe_dump(config.to_dict(), sort_keys=False), encoding="utf-8")
+    data = config.to_dict()
+    if history:
+        data[HISTORY_KEY] = history
+    return yaml.safe_dump(data, sort_keys=False)
+
+
+def dump_config(config: TrainConfig, path: str | Path) -> None:
+    Path(path).write_text(config_yaml(config), encoding="utf-8")

@@ -30,18 +30,15 @@ import torch
 from a2d_guard import outputs
 from a2d_guard.errors import A2DGuardError
 from a2d_guard.training import checkpoint as ckpt
-from a2d_guard.training.config import TrainConfig
+from a2d_guard.training.config import TrainConfig, config_yaml
 from a2d_guard.training.data import BatchStream, DataStats, encode_rows, load_rows
 from a2d_guard.training.lora import add_lora, export_adapter
 from a2d_guard.training.objective import a2d_loss
+from a2d_guard.training.resume import check_resume_config
 
 METRICS_FILE = "metrics.jsonl"
 ADAPTER_DIR = "adapter"
 MODEL_DIR = "model"
-# Keys that must match between a checkpoint and the run resuming it (they change what
-# the saved weights, optimizer and data order mean).
-RESUME_KEYS = ("model", "model_seed", "family", "data", "finetune", "objective", "mask_prompt",
-               "lora_r", "lora_alpha", "lora_targets", "max_length", "batch_size", "grad_accum", "seed", "eps")
 
 
 @dataclass
@@ -129,16 +126,6 @@ def check_output(config: TrainConfig, resume: bool, overwrite: bool) -> Path | N
     return None
 
 
-def check_resume_config(config: TrainConfig, state: dict, folder: Path) -> None:
-    saved = state.get("config", {})
-    for key in RESUME_KEYS:
-        if key in saved and saved[key] != getattr(config, key):
-            raise A2DGuardError(
-                f"--resume: {key} was {saved[key]!r} in {str(folder)!r} but is {getattr(config, key)!r} now; "
-                "use the same value, or start over with --overwrite"
-            )
-
-
 # ---------------------------------------------------------------- model
 
 
@@ -209,8 +196,11 @@ def _progress(enabled: bool, total: int, start: int):
 
 
 def train(config: TrainConfig, resume: bool = False, overwrite: bool = False, log=print,
-          on_step: Callable[[int, int], None] | None = None) -> TrainResult:
+          allow_config_change: bool = False, on_step: Callable[[int, int], None] | None = None) -> TrainResult:
     """Run one training job described by ``config``; see the module docstring.
+
+    ``allow_config_change`` (with ``resume``): continue although run-changing keys differ from
+    the checkpoint's; the change is recorded in the config history (``training/resume.py``).
 
     ``on_step(done, total)``: called with the optimizer steps done, once before the first
     step and after every step (the demo draws its own per-stage bar from it).
@@ -229,16 +219,18 @@ def train(config: TrainConfig, resume: bool = False, overwrite: bool = False, lo
     out = Path(config.output)
 
     # 1. everything that can be a user mistake, read-only
+    if allow_config_change and not resume:
+        raise A2DGuardError("--allow-config-change only applies with --resume; drop it or add --resume")
     resume_from = check_output(config, resume, overwrite)
     rows, skipped = load_rows(config.data, skip_bad_rows=config.skip_bad_rows)
     model, tokenizer, spec = build_model(config, device)
     examples, stats = encode_rows(rows, tokenizer, spec, config.max_length)
     stats.skipped = skipped
     say(f"data: {len(rows)} rows from {config.data}: {stats.summary()}")
-    state = None
+    state, history = None, []
     if resume_from is not None:
         state, saved_trainable, saved_opt = ckpt.read_checkpoint(resume_from)
-        check_resume_config(config, state, resume_from)
+        history = check_resume_config(config, state, resume_from, allow_config_change)
         if state["world_size"] != dist.world_size:
             raise A2DGuardError(
                 f"--resume: the checkpoint was written by {state['world_size']} processes, this run has "
@@ -269,12 +261,12 @@ def train(config: TrainConfig, resume: bool = False, overwrite: bool = False, lo
     total_steps = config.max_steps or config.epochs * steps_per_epoch
 
     # 3. the output folder (rank 0; only now that every input checked out)
-    config_yaml = _config_yaml(config)
+    saved_yaml = config_yaml(config, history)
     if dist.is_main:
         if overwrite:
             outputs.remove_written(out, "--overwrite", command="train")  # only what a run wrote; never rmtree
         outputs.claim(out, "train", written_names(config))
-        (out / ckpt.CONFIG_FILE).write_text(config_yaml, encoding="utf-8")
+        (out / ckpt.CONFIG_FILE).write_text(saved_yaml, encoding="utf-8")
         _trim_metrics(out / METRICS_FILE, start_step)
     dist.barrier()
 
@@ -290,8 +282,8 @@ def train(config: TrainConfig, resume: bool = False, overwrite: bool = False, lo
              "epoch": stream.epoch_at(step * config.grad_accum), "world_size": dist.world_size,
              "rng": {"scheme": "masks: row_seed(seed, stream position); dropout: step_seed(seed, rank, micro_step)",
                      "seed": config.seed},
-             "config": config.to_dict()},
-            config_yaml, extra,
+             "config": config.to_dict(), "config_history": history},
+            saved_yaml, extra,
         )
         ckpt.prune_checkpoints(out, config.keep_checkpoints)
 
@@ -364,12 +356,6 @@ class _Null:
 
     def __exit__(self, *exc) -> None:
         return None
-
-
-def _config_yaml(config: TrainConfig) -> str:
-    import yaml
-
-    return yaml.safe_dump(config.to_dict(), sort_keys=False)
 
 
 def _trim_metrics(path: Path, keep_until_step: int) -> None:
