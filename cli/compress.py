@@ -52,17 +52,35 @@ def compress(
         print_report(report)
 
 
+def _shared_prefix(names: list[str]) -> str:
+    """The dotted prefix every name shares (``model.layers.``), said once in the header."""
+    parts = [n.split(".") for n in names]
+    shared = []
+    for pieces in zip(*(p[:-1] for p in parts), strict=False):  # stops at the shortest name
+        if len(set(pieces)) != 1:
+            break
+        shared.append(pieces[0])
+    return "".join(f"{piece}." for piece in shared)
+
+
 def print_report(report: dict) -> None:
+    """Readable tables. Nothing is ever cut with an ellipsis, even at 80 columns: the shared
+    prefix of the layer names moves into the header, numbers never wrap (two-line headers keep
+    their columns narrow) and a name that still does not fit folds onto a second line."""
+    from rich import box
     from rich.console import Console
     from rich.table import Table
 
     console = Console()
     table = Table(title=f"{report['model']} -> {report['output']}  ({report['bits']}-bit Q, rank {report['rank']}, "
-                        f"init {report['init']})")
-    for col in ("layer", "shape", "group", "act. error", "init error", "quant scale", "bpw", "rounds"):
-        table.add_column(col, justify="left" if col == "layer" else "right")
+                        f"init {report['init']})", box=box.SIMPLE_HEAD, pad_edge=False, collapse_padding=True)
+    prefix = _shared_prefix([layer["name"] for layer in report["layers"]])
+    table.add_column(f"layer\nafter {prefix}" if prefix else "layer", overflow="fold")
+    for col in ("shape", "group", "act.\nerror", "init\nerror", "quant\nscale", "bpw", "rounds"):
+        table.add_column(col, justify="right", no_wrap=True)
     for layer in report["layers"]:
-        table.add_row(layer["name"], f"{layer['out_features']}x{layer['in_features']}", str(layer["group_size"]),
+        table.add_row(layer["name"][len(prefix):], f"{layer['out_features']}x{layer['in_features']}",
+                      str(layer["group_size"]),
                       f"{layer['act_err']:.4f}", f"{layer['init_err']:.4f}", f"{layer['quant_scale']:.3g}",
                       f"{layer['bpw']:.2f}", str(layer["rounds"]))
     console.print(table)
