@@ -20,11 +20,12 @@ def _opt(flag: str, help: str, *aliases: str):
     return typer.Option(flag, *aliases, help=help)
 
 
-OptStr = Annotated[str | None, _opt("--model", "Hub id, local folder, or 'tiny'.", "-m")]
+OptStr = Annotated[str | None, _opt("--model", "Hub id, local folder, or 'tiny' (default tiny).", "-m")]
 DataOpt = Annotated[str | None, _opt("--data", "Rows with prompt, response, is_safe|label: "
                                                ".jsonl/.json/.csv or hf:NAME[:SPLIT].")]
 ConfigOpt = Annotated[Path | None, _opt("--config", "YAML file of TrainConfig keys (flags win).")]
-OutputOpt = Annotated[str | None, _opt("--output", "Run folder: adapter/, checkpoints/, metrics.jsonl.", "-o")]
+OutputOpt = Annotated[str | None, _opt("--output", "Run folder: adapter/, checkpoints/, metrics.jsonl "
+                                                   "(default a2d-output).", "-o")]
 
 
 @user_errors_exit_1
@@ -39,7 +40,8 @@ def train(
     batch_size: Annotated[int | None, _opt("--batch-size", "Rows per micro-batch per process (default 16).")] = None,
     grad_accum: Annotated[int | None, _opt("--grad-accum", "Micro-batches per optimizer step (default 1).")] = None,
     max_length: Annotated[int | None, _opt("--max-length", "Tokens per row, prompt included (default 128).")] = None,
-    save_every: Annotated[int | None, _opt("--save-every", "Checkpoint every N steps (0: only at the end).")] = None,
+    save_every: Annotated[int | None, _opt("--save-every", "Checkpoint every N steps, 0: only at the end "
+                                                                      "(default 500).")] = None,
     seed: Annotated[int | None, _opt("--seed", "Data order, masking and dropout seed (default 42).")] = None,
     objective: Annotated[str | None, _opt("--objective", "a2d (default) or sft.")] = None,
     mask_prompt: Annotated[str | None, _opt("--mask-prompt", "none (paper), harmful (also mask the prompt of "
