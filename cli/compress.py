@@ -21,7 +21,8 @@ def compress(
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace an earlier compressed folder at --output "
                                             "(refused if it holds files compress did not write).")] = False,
     bits: Annotated[int, typer.Option(help="Bits per weight of Q: 2, 3 or 4.")] = 2,
-    rank: Annotated[int, typer.Option(help="Rank r of L R (below min(out, in) of every layer).")] = 16,
+    rank: Annotated[int, typer.Option(help="Rank r of L R (below min(out, in) of every layer); 0: no L R, "
+                                      "plain group-wise quantization.")] = 16,
     init: Annotated[str, typer.Option(help="Initialisation of L R: zero, svd or odlri.")] = "odlri",
     outliers: Annotated[int | None, typer.Option(help="ODLRI: number k of outlier input channels (default: "
                                                  "rank/16, at least 1: the paper's 16 of 256).")] = None,
@@ -72,8 +73,10 @@ def print_report(report: dict) -> None:
     from rich.table import Table
 
     console = Console()
-    table = Table(title=f"{report['model']} -> {report['output']}  ({report['bits']}-bit Q, rank {report['rank']}, "
-                        f"init {report['init']})", box=box.SIMPLE_HEAD, pad_edge=False, collapse_padding=True)
+    how = (f"rank {report['rank']}, init {report['init']}" if report["rank"]
+           else "rank 0: plain group-wise quantization, no L R")
+    table = Table(title=f"{report['model']} -> {report['output']}  ({report['bits']}-bit Q, {how})",
+                  box=box.SIMPLE_HEAD, pad_edge=False, collapse_padding=True)
     prefix = _shared_prefix([layer["name"] for layer in report["layers"]])
     table.add_column(f"layer\nafter {prefix}" if prefix else "layer", overflow="fold")
     for col in ("shape", "group", "act.\nerror", "init\nerror", "quant\nscale", "bpw", "rounds"):
@@ -85,8 +88,9 @@ def print_report(report: dict) -> None:
                       f"{layer['bpw']:.2f}", str(layer["rounds"]))
     console.print(table)
     mem = report["memory"]
+    with_lr = " (incl. L R)" if report["rank"] else ""
     console.print(f"overall: act. error {report['act_err']:.4f}, quant scale {report['quant_scale']:.3g}, "
-                  f"{report['bpw']:.2f} bits/weight (incl. L R); memory {mem['before_bytes'] / 2**20:.2f} MiB -> "
+                  f"{report['bpw']:.2f} bits/weight{with_lr}; memory {mem['before_bytes'] / 2**20:.2f} MiB -> "
                   f"{mem['after_bytes'] / 2**20:.2f} MiB ({mem['ratio']:.2f}x), "
                   f"{mem['file_bytes'] / 2**20:.2f} MiB on disk")
     loss = Table(title="masked-diffusion loss on held-out text (nats per masked token)")

@@ -52,6 +52,9 @@ class CompressConfig:
             raise A2DGuardError(f"--rank {self.rank} is negative; use 0 (no low-rank part) or more")
         if self.outliers is not None and self.outliers < 1:
             raise A2DGuardError(f"--outliers {self.outliers} must be at least 1 (or omit it: rank/16)")
+        if self.outliers is not None and self.rank == 0:
+            raise A2DGuardError(f"--outliers {self.outliers} needs a low-rank part; --rank 0 has none (plain "
+                                "quantization): drop --outliers or give --rank > 0")
         if self.iters < 1:
             raise A2DGuardError(f"--iters {self.iters} must be at least 1")
         if self.group_size is not None and self.group_size < 1:

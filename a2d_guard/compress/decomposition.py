@@ -197,8 +197,10 @@ def _decompose(w: torch.Tensor, h: torch.Tensor, cfg: DecompositionConfig) -> De
             break  # this round made it worse: keep the previous iterate
         best = (q, left, right)
         history.append(err)
+        if cfg.rank == 0:
+            break  # no L R to alternate with: another Q step would repeat this one exactly
         if len(history) >= 2 and history[-2] - err <= cfg.tol * history[-2]:
-            break  # converged (rank 0 converges after one round: Q step is deterministic)
+            break  # converged
     assert best is not None
     q, left, right = best
     return Decomposition(q=q, left=left, right=right, history=history, init_error=init_error)

@@ -38,6 +38,14 @@ class CalibrationConfig:
                 raise A2DGuardError(f"--{name.replace('_', '-')} must be at least 1, got {getattr(self, name)}")
 
 
+def describe_method(rank: int) -> str:
+    """What was stored, in words for the report: ``--rank 0`` means no L R at all, i.e. plain
+    group-wise quantization (LDLQ-rounded Q, one round; ``--init``/``--outliers`` unused)."""
+    if rank == 0:
+        return "Q only: plain group-wise quantization (rank 0, no low-rank L R)"
+    return f"Q + L R (rank {rank})"
+
+
 def check_output(output: str | Path, overwrite: bool = False) -> Path:
     out = Path(output).expanduser()
     if out.exists() and not out.is_dir():
@@ -101,7 +109,8 @@ def compress_checkpoint(
         "family": spec.family,
         "output": str(out),
         **asdict(cfg),
-        "outliers": num_outliers(cfg.outliers, cfg.rank),  # the k actually used (odlri)
+        "method": describe_method(cfg.rank),
+        "outliers": num_outliers(cfg.outliers, cfg.rank) if cfg.rank else 0,  # the k actually used (odlri)
         **summary,
         "memory": {"before_bytes": bytes_before, "after_bytes": bytes_after,
                    "ratio": bytes_after / max(bytes_before, 1)},
