@@ -57,6 +57,16 @@ def test_other_base_of_the_same_shape_warns_naming_both(bases, tmp_path):
     assert f"being loaded on {str((bases / 'base1').resolve())!r}" in message
 
 
+def test_a_copied_base_folder_is_the_same_base(bases, tmp_path):
+    import shutil
+
+    _export(str(bases / "base0"), tmp_path / "adapter")
+    copy = shutil.copytree(bases / "base0", tmp_path / "copy-of-base0")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", A2DGuardWarning)
+        load_model(str(copy), adapter=tmp_path / "adapter", device="cpu")
+
+
 def test_tiny_adapter_on_a_saved_folder_warns(bases, tmp_path):
     _export("tiny", tmp_path / "adapter")
     with pytest.warns(A2DGuardWarning, match=r"trained on base 'tiny' but is being loaded on '.*base1'"):
