@@ -73,10 +73,16 @@ def _llada_target_regex(peft_model, leaves: list[str]) -> str:
 
 
 def adapter_tensors(peft_model) -> dict[str, torch.Tensor]:
-    """The LoRA weights as peft saves them (``base_model.model.<module>.lora_A.weight``)."""
+    """The LoRA weights as peft saves them (``base_model.model.<module>.lora_A.weight``).
+
+    ``save_embedding_layers=False``: we never train or resize the embeddings, and peft's
+    default ("auto") re-reads the base's config.json on every export to find out (or asks
+    the Hub, for a Hub id), which for a LLaDA folder makes transformers warn "model of type
+    `llada` to instantiate a model of type `llama`" twice per adapter run.
+    """
     from peft import get_peft_model_state_dict
 
-    state = get_peft_model_state_dict(peft_model)
+    state = get_peft_model_state_dict(peft_model, save_embedding_layers=False)
     return {k: v.detach().to("cpu", torch.float32).contiguous() for k, v in state.items()}
 
 
