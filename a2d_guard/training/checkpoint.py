@@ -155,14 +155,19 @@ def save_checkpoint(
 
 
 def read_checkpoint(folder: Path) -> tuple[dict, dict[str, torch.Tensor], dict[str, torch.Tensor]]:
-    """-> (trainer state, trainable tensors, optimizer tensors)."""
-    from safetensors.torch import load_file
+    """-> (trainer state, trainable tensors, optimizer tensors).
+
+    A truncated tensor file (a disk that filled up, a partial copy of the run folder) is an
+    ``A2DGuardError`` naming the file, like a missing or unreadable one.
+    """
+    from a2d_guard.models.safetensors_file import load_safetensors
 
     folder = Path(folder)
+    fix = "delete this checkpoint folder to resume from the one before"
     try:
         state = json.loads((folder / STATE_FILE).read_text())
-        trainable = load_file(str(folder / TRAINABLE_FILE))
-        opt = load_file(str(folder / OPTIMIZER_FILE))
+        trainable = load_safetensors(folder / TRAINABLE_FILE, fix)
+        opt = load_safetensors(folder / OPTIMIZER_FILE, fix)
     except (OSError, json.JSONDecodeError) as exc:
         raise A2DGuardError(f"checkpoint {str(folder)!r} is incomplete or damaged ({type(exc).__name__}); "
                             "delete it to resume from the one before") from None

@@ -97,3 +97,11 @@ def test_cli(data_file, run):
         "from": 0.001, "to": 0.002}
     no_resume = runner.invoke(app, args[:-1] + ["--allow-config-change"])
     assert no_resume.exit_code == 1 and "only applies with --resume" in no_resume.stderr
+
+
+@pytest.mark.parametrize("name", ["trainable.safetensors", "optimizer.safetensors"])
+def test_resume_from_a_truncated_checkpoint_file_names_it(data_file, run, name):
+    path = latest_checkpoint(run) / name
+    path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
+    with pytest.raises(A2DGuardError, match=rf"{name} is truncated or damaged .*delete this checkpoint folder"):
+        train(_cfg(data_file, run), resume=True, log=_quiet)
