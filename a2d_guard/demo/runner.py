@@ -36,11 +36,15 @@ from a2d_guard.demo.evaluate import ATTACKS, ORDERS, EvalSettings, Evaluator
 from a2d_guard.demo.fingerprint import FingerprintBook, fingerprint
 from a2d_guard.demo.stages import Stages
 from a2d_guard.models.safetensors_file import check_weights_folder
+from a2d_guard.outputs import check_replaceable, claim
 from a2d_guard.training import TrainConfig, train
 from a2d_guard.training.trainer import ADAPTER_DIR, MODEL_DIR
 
 MODELS = ("base", "response_level", "a2d", "a2d_mask_prompt")
 REPORTED = ("base", "response_level", "a2d")  # the issue's three; the extension is reported beside them
+# What the demo creates at the top of --out (claimed in its manifest, see a2d_guard.outputs);
+# each stage folder is then `train`'s own output folder, with its own manifest.
+WRITTEN = ("data", *MODELS, "results.json", FingerprintBook.FILE)
 
 
 @dataclass(frozen=True)
@@ -130,7 +134,9 @@ def _run_demo(out: Path, plan: DemoPlan, log, stages: Stages) -> dict:
     from a2d_guard.models import load_model
     from a2d_guard.models.adapter import attach_adapter
 
-    out.mkdir(parents=True, exist_ok=True)
+    check_replaceable(out, "write the demo into", command="demo",
+                      fix="move those files elsewhere, or pick a new or empty folder for --out")
+    claim(out, "demo", WRITTEN)  # creates the folder
     write_training_data(out)
     corpus = build_corpus()
     configs = plan.configs(out)
