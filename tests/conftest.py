@@ -64,3 +64,30 @@ def library_outcomes():
     """``library_outcomes(prompts, model=, adapter=, **sampling_params)`` -> [(finish_reason, token_ids)]:
     what ``LLM.generate`` gives for the same requests, so a CLI test can assert the exact outcome."""
     return _library_outcomes
+
+
+def _user_project(folder):
+    """The issue's folder of a user's own files: config.yaml, notes.txt and src/main.py."""
+    folder.mkdir()
+    (folder / "config.yaml").write_text("x\n")
+    (folder / "notes.txt").write_text("y\n")
+    (folder / "src").mkdir()
+    (folder / "src" / "main.py").write_text("print('mine')\n")
+    return folder
+
+
+def _snapshot(folder):
+    """Every path under ``folder`` with its bytes (None for a folder): equal snapshots, nothing touched."""
+    return {str(p.relative_to(folder)): (p.read_bytes() if p.is_file() else None) for p in folder.rglob("*")}
+
+
+@pytest.fixture
+def user_project():
+    """``user_project(path)`` creates a folder holding a user's own files (for --overwrite/--out tests)."""
+    return _user_project
+
+
+@pytest.fixture
+def snapshot():
+    """``snapshot(folder)`` -> {relative path: bytes or None}."""
+    return _snapshot

@@ -18,33 +18,25 @@ def _compress(calib, out, *extra):
                                "--samples", "8", "--eval-samples", "2", "--json", *extra])
 
 
-def _snapshot(folder):
-    return {str(p.relative_to(folder)): (p.read_bytes() if p.is_file() else None) for p in folder.rglob("*")}
-
-
 def _calib(tmp_path):
     path = tmp_path / "calib.txt"
     path.write_text("".join(f"calibration sentence number {i}: masked tokens in any order.\n" for i in range(12)))
     return path
 
 
-def test_overwrite_refuses_a_user_folder_and_names_its_files(tmp_path):
-    proj = tmp_path / "proj"
-    proj.mkdir()
-    (proj / "config.yaml").write_text("x\n")
-    (proj / "notes.txt").write_text("y\n")
-    (proj / "src").mkdir()
-    before = _snapshot(proj)
+def test_overwrite_refuses_a_user_folder_and_names_its_files(tmp_path, user_project, snapshot):
+    proj = user_project(tmp_path / "proj")
+    before = snapshot(proj)
     result = _compress(_calib(tmp_path), proj, "--overwrite")
     assert result.exit_code == 1, result.output
     err = result.stderr.strip()
     assert len(err.splitlines()) == 1 and err.startswith("error: refusing to --overwrite"), err
     assert "config.yaml, notes.txt, src/" in err and "Traceback" not in result.output
-    assert _snapshot(proj) == before
+    assert snapshot(proj) == before
     assert sorted(p.name for p in tmp_path.iterdir()) == ["calib.txt", "proj"]  # no temporary folder left
 
 
-def test_overwrite_replaces_an_earlier_compressed_folder(tmp_path):
+def test_overwrite_replaces_an_earlier_compressed_folder(tmp_path, snapshot):
     calib, out = _calib(tmp_path), tmp_path / "q"
     old = os.umask(0o022)
     try:
@@ -62,7 +54,7 @@ def test_overwrite_replaces_an_earlier_compressed_folder(tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["calib.txt", "q"]
 
     (out / "notes.txt").write_text("mine\n")
-    before = _snapshot(out)
+    before = snapshot(out)
     result = _compress(calib, out, "--overwrite")
     assert result.exit_code == 1 and "notes.txt" in result.stderr and "config.json" not in result.stderr
-    assert _snapshot(out) == before
+    assert snapshot(out) == before

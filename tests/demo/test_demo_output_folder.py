@@ -10,17 +10,9 @@ MINI = DemoPlan(base_steps=2, adapter_steps=1, batch_size=8, max_length=48,
                 eval=EvalSettings(gen_length=8, steps=2, block_length=8, max_prompts=1))
 
 
-def _snapshot(folder):
-    return {str(p.relative_to(folder)): (p.read_bytes() if p.is_file() else None) for p in folder.rglob("*")}
-
-
-def test_demo_refuses_a_user_folder_and_names_its_files(tmp_path):
-    proj = tmp_path / "proj"
-    proj.mkdir()
-    (proj / "config.yaml").write_text("x\n")
-    (proj / "notes.txt").write_text("y\n")
-    (proj / "src").mkdir()
-    before = _snapshot(proj)
+def test_demo_refuses_a_user_folder_and_names_its_files(tmp_path, user_project, snapshot):
+    proj = user_project(tmp_path / "proj")
+    before = snapshot(proj)
     with pytest.raises(A2DGuardError, match=r"refusing to write the demo into .*config\.yaml, notes\.txt, src/"):
         run_demo(proj, MINI, log=lambda *_: None)
-    assert _snapshot(proj) == before
+    assert snapshot(proj) == before

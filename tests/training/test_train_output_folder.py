@@ -16,32 +16,19 @@ def _train(data_file, out, *args):
                                "1", "--no-progress", "--data", data_file, "--output", str(out), *args])
 
 
-def _user_project(folder):
-    folder.mkdir()
-    (folder / "config.yaml").write_text("x\n")
-    (folder / "notes.txt").write_text("y\n")
-    (folder / "src").mkdir()
-    (folder / "src" / "main.py").write_text("print('mine')\n")
-
-
-def _snapshot(folder):
-    return {str(p.relative_to(folder)): (p.read_bytes() if p.is_file() else None) for p in folder.rglob("*")}
-
-
-def test_overwrite_refuses_a_user_folder_and_names_its_files(data_file, tmp_path):
-    proj = tmp_path / "proj"
-    _user_project(proj)
-    before = _snapshot(proj)
+def test_overwrite_refuses_a_user_folder_and_names_its_files(data_file, tmp_path, user_project, snapshot):
+    proj = user_project(tmp_path / "proj")
+    before = snapshot(proj)
     result = _train(data_file, proj, "--overwrite")
     assert result.exit_code == 1, result.output
     err = result.stderr.strip()
     assert len(err.splitlines()) == 1 and err.startswith("error: refusing to --overwrite"), err
     assert "config.yaml, notes.txt, src/" in err and "pick a new or empty folder" in err
     assert "Traceback" not in result.output
-    assert _snapshot(proj) == before
+    assert snapshot(proj) == before
 
 
-def test_overwrite_replaces_only_what_the_run_wrote(data_file, tmp_path):
+def test_overwrite_replaces_only_what_the_run_wrote(data_file, tmp_path, snapshot):
     out = tmp_path / "run"
     assert _train(data_file, out).exit_code == 0
     assert (out / MANIFEST).is_file() and (out / "adapter" / "adapter_model.safetensors").is_file()
@@ -52,10 +39,10 @@ def test_overwrite_replaces_only_what_the_run_wrote(data_file, tmp_path):
     assert not stale.exists() and (out / "adapter" / "adapter_model.safetensors").is_file()
 
     (out / "notes.txt").write_text("mine\n")  # a user file next to the run: refuse, touch nothing
-    before = _snapshot(out)
+    before = snapshot(out)
     result = _train(data_file, out, "--overwrite")
     assert result.exit_code == 1 and "notes.txt" in result.stderr and "config.yaml" not in result.stderr
-    assert _snapshot(out) == before
+    assert snapshot(out) == before
 
 
 def test_every_file_of_a_run_follows_the_umask(data_file, tmp_path):
