@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
+from typing import get_args, get_type_hints
 
 from a2d_guard.config import SamplingParams
 from a2d_guard.errors import A2DGuardError
@@ -87,7 +88,21 @@ def load_server_config(path: Path | None) -> ServerConfig:
     if unknown:
         raise A2DGuardError(f"--config {str(path)!r}: unknown setting(s) {', '.join(unknown)}; "
                             f"known: {', '.join(sorted(known))}")
-    try:
-        return ServerConfig(**values)
-    except TypeError as exc:
-        raise A2DGuardError(f"--config {str(path)!r}: {exc}") from None
+    for key, value in values.items():
+        _check_type(path, key, value)
+    return ServerConfig(**values)
+
+
+def _check_type(path: Path, key: str, value) -> None:
+    """YAML guesses types (``no`` is False, ``1e3`` a string): say so instead of serving with it."""
+    hint = get_type_hints(ServerConfig)[key]
+    allowed = tuple(t for t in get_args(hint) or (hint,) if t is not type(None))
+    if value is None and type(None) in get_args(hint):
+        return
+    if float in allowed and isinstance(value, int) and not isinstance(value, bool):
+        return
+    if isinstance(value, allowed) and not (isinstance(value, bool) and bool not in allowed):
+        return
+    names = " or ".join({str: "text", int: "an integer", float: "a number", bool: "true/false"}[t] for t in allowed)
+    quote = " (YAML reads yes/no/on/off as true/false: quote text)" if isinstance(value, bool) else ""
+    raise A2DGuardError(f"--config {str(path)!r}: {key} must be {names}, got {value!r}{quote}")
