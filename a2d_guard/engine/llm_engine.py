@@ -11,7 +11,7 @@ import itertools
 from collections.abc import Sequence as Seq
 
 from a2d_guard.config import SamplingParams
-from a2d_guard.diffusion.reference import response_tokens, validate_request
+from a2d_guard.diffusion.reference import check_token_ids, response_tokens, validate_request
 from a2d_guard.engine.outputs import CompletionOutput, RequestMetrics, RequestOutput
 from a2d_guard.engine.runner import ModelRunner
 from a2d_guard.engine.scheduler import Scheduler
@@ -39,7 +39,7 @@ class LLMEngine:
             request_id = f"req-{next(self._ids)}"
         if request_id in self._known:
             raise A2DGuardError(f"request_id {request_id!r} is already in use; pass a unique id")
-        prompt_ids = [int(t) for t in prompt_ids]
+        prompt_ids = check_token_ids(self.spec, prompt_ids)  # ints in the vocabulary; no silent int() of 2.5
         validate_request(self.spec, prompt_ids, params)
         seq = Sequence(request_id, prompt, prompt_ids, params, self.spec.mask_id)
         self.scheduler.add(seq)

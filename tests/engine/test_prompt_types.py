@@ -48,3 +48,11 @@ def test_accepted_forms(llm):
     assert llm.generate(torch.tensor([1, 20]), P8)[0].outputs[0].token_ids == one
     assert llm.generate([(1, 20), torch.tensor([1, 20])], P8)[1].outputs[0].token_ids == one
     assert len(llm.generate("hi", P8)) == 1 and len(llm.generate(["hi", [1, 20]], P8)) == 2
+
+
+def test_engine_add_request_checks_token_ids_too(llm):
+    with pytest.raises(A2DGuardError, match=r"prompt: token 1 is 2.5 \(float\)"):
+        llm.engine.add_request(None, [1, 2.5], P8)
+    with pytest.raises(A2DGuardError, match=r"token id 100000 \(position 0\) is outside"):
+        llm.engine.add_request(None, [100000], P8)
+    assert not llm.engine.has_unfinished_requests()
