@@ -52,11 +52,13 @@ class Sink:
     """Where one HTTP request waits for its events (all of its ``n`` samples share one)."""
 
     def __init__(self) -> None:
-        self._loop = asyncio.get_running_loop()
+        self.loop = asyncio.get_running_loop()
         self.queue: asyncio.Queue = asyncio.Queue()
 
-    def put(self, event) -> None:  # called from the engine thread
-        self._loop.call_soon_threadsafe(self.queue.put_nowait, event)
+
+def _deliver(batch: list[tuple[Sink, object]]) -> None:  # runs on the HTTP event loop
+    for sink, event in batch:
+        sink.queue.put_nowait(event)
 
 
 @dataclass
@@ -83,6 +85,7 @@ class EngineLoop:
         self._pending = 0  # submitted and not finished, across threads
         self._lock = threading.Lock()
         self._thread = threading.Thread(target=self._run, name="a2d-engine-loop", daemon=True)
+        self._outbox: list[tuple[Sink, object]] = []  # events of the current step, sent together
         self.error: str | None = None
 
     # -- HTTP side --------------------------------------------------------------------
@@ -123,14 +126,32 @@ class EngineLoop:
                 self._wake.clear()
                 self._drain_inbox()
                 if not self.engine.has_unfinished_requests():
+                    self._flush()
                     self._wake.wait(self.idle_wait_s)
                     continue
                 self._step()
+                self._flush()
         except BaseException as exc:  # a bug: fail every waiting request, report unhealthy
             self.error = f"{type(exc).__name__}: {exc}"
             log.exception("engine loop died")
             for sub in list(self._live.values()):
                 self._finish(sub, Failed(sub.request_id, f"the engine failed: {self.error}"))
+            self._flush()
+
+    def _send(self, sub: Submission, event) -> None:
+        self._outbox.append((sub.sink, event))
+
+    def _flush(self) -> None:
+        """Hand a step's events to the HTTP side: one wake-up per event loop, not one per event."""
+        if not self._outbox:
+            return
+        by_loop: dict[asyncio.AbstractEventLoop, list] = {}
+        for sink, event in self._outbox:
+            by_loop.setdefault(sink.loop, []).append((sink, event))
+        self._outbox = []
+        for loop, batch in by_loop.items():
+            if not loop.is_closed():
+                loop.call_soon_threadsafe(_deliver, batch)
 
     def _drain_inbox(self) -> None:
         while True:
@@ -166,7 +187,7 @@ class EngineLoop:
                 if visible is not None and len(visible) != sub.num_visible:
                     self._note_visible(sub, visible)
                     if sub.watch:
-                        sub.sink.put(Visible(sub.request_id, visible))
+                        self._send(sub, Visible(sub.request_id, visible))
 
     def _note_visible(self, sub: Submission, visible: list[int]) -> None:
         sub.num_visible = len(visible)
@@ -181,4 +202,4 @@ class EngineLoop:
             self._pending -= 1
         if self.metrics is not None and isinstance(event, Finished):
             self.metrics.observe_finished(event.output, time.monotonic() - sub.arrival)
-        sub.sink.put(event)
+        self._send(sub, event)

@@ -124,8 +124,8 @@ def test_dropped_stream_frees_its_slot(tiny64):
         with httpx.stream("POST", url + CHAT, json=_long(stream=True), timeout=60) as r:
             for line in r.iter_lines():
                 if line.startswith("data:"):
-                    break  # the first chunk: the request is running
-            assert state.llm.engine.num_running == 1
+                    break  # the first chunk: the request is queued or running
+            assert _wait_until(lambda: state.llm.engine.num_running == 1)
         assert _wait_until(lambda: state.llm.engine.num_running == 0 and state.loop.num_pending == 0)
 
 
