@@ -128,7 +128,7 @@ def load_source(run: str | Path | None = None, adapter: str | Path | None = None
         family = "llada"
     return PushSource(
         adapter_dir=adapter_dir, adapter_config=config, base_model=base_hub_id(raw_base, base_model_id),
-        family=family, train_config=train_config, final_metrics=_last_metrics(home / RUN_METRICS_FILE),
+        family=family, train_config=train_config, final_metrics=_last_metrics(home),
         eval_file=eval_path if eval_path.is_file() else None,
         eval_results=read_eval_results(eval_path) if eval_path.is_file() else [],
         license=license or "other", datasets=list(datasets or []) or _hub_datasets(train_config),
@@ -272,15 +272,23 @@ def _read_yaml(path: Path) -> dict | None:
     return data if isinstance(data, dict) else None
 
 
-def _last_metrics(path: Path) -> dict | None:
-    """The last row of ``metrics.jsonl`` (the final step's loss and EOS rate), if any."""
+def _last_metrics(home: Path) -> dict | None:
+    """The run's ``metrics.jsonl`` row for this adapter's step, if any.
+
+    ``home`` is a run folder (its last row) or a checkpoint ``OUT/checkpoints/step-N`` (the
+    run's row at step N, or the last one before it).
+    """
+    path, up_to = home / RUN_METRICS_FILE, None
+    if not path.is_file() and home.parent.name == "checkpoints" and home.name.startswith("step-"):
+        path, up_to = home.parent.parent / RUN_METRICS_FILE, int(home.name[5:] or 0)
     if not path.is_file():
         return None
-    lines = [line for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
     try:
-        return json.loads(lines[-1]) if lines else None
-    except json.JSONDecodeError:
-        raise A2DGuardError(f"{path} ends with a line that is not JSON; it is written by `a2d-guard train`") from None
+        rows = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+    except (UnicodeDecodeError, json.JSONDecodeError):
+        raise A2DGuardError(f"{path} has a line that is not JSON; it is written by `a2d-guard train`") from None
+    rows = [r for r in rows if isinstance(r, dict) and (up_to is None or r.get("step", 0) <= up_to)]
+    return rows[-1] if rows else None
 
 
 def _hub_datasets(train_config: dict | None) -> list[str]:

@@ -279,3 +279,18 @@ def test_adapter_folder_reads_the_run_around_it(tiny_run, tmp_path):
                    "--dry-run", str(out))
     assert result.exit_code == 0, result.output
     assert (out / "training_config.yaml").is_file() and "Final training metrics" in (out / "README.md").read_text()
+
+
+def test_checkpoint_adapter_gets_the_metrics_of_its_step(tiny_run, tmp_path):
+    """--adapter OUT/checkpoints/step-N/adapter: config from the checkpoint, metrics row N from the run."""
+    rows = [{"step": 1, "loss": 2.5}, {"step": 2, "loss": 1.25}, {"step": 3, "loss": 0.75}]
+    (tiny_run / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    (step,) = (tiny_run / "checkpoints").iterdir()
+    step.rename(tiny_run / "checkpoints" / "step-00000002")
+    out = tmp_path / "dry"
+    result = _push("--repo", "me/tiny-a2d", "--adapter", str(tiny_run / "checkpoints" / "step-00000002" / "adapter"),
+                   "--base-model-id", BASE_ID, "--dry-run", str(out))
+    assert result.exit_code == 0, result.output
+    card = (out / "README.md").read_text()
+    assert "| 2 | 1.25 |" in card and "0.75" not in card
+    assert (out / "training_config.yaml").is_file()
