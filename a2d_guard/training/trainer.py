@@ -222,13 +222,8 @@ def train(config: TrainConfig, resume: bool = False, overwrite: bool = False, lo
     if allow_config_change and not resume:
         raise A2DGuardError("--allow-config-change only applies with --resume; drop it or add --resume")
     resume_from = check_output(config, resume, overwrite)
-    rows, skipped = load_rows(config.data, skip_bad_rows=config.skip_bad_rows)
-    model, tokenizer, spec = build_model(config, device)
-    examples, stats = encode_rows(rows, tokenizer, spec, config.max_length)
-    stats.skipped = skipped
-    say(f"data: {len(rows)} rows from {config.data}: {stats.summary()}")
     state, history = None, []
-    if resume_from is not None:
+    if resume_from is not None:  # before loading data and model: a refused resume should not wait for them
         state, saved_trainable, saved_opt = ckpt.read_checkpoint(resume_from)
         history = check_resume_config(config, state, resume_from, allow_config_change)
         if state["world_size"] != dist.world_size:
@@ -236,6 +231,11 @@ def train(config: TrainConfig, resume: bool = False, overwrite: bool = False, lo
                 f"--resume: the checkpoint was written by {state['world_size']} processes, this run has "
                 f"{dist.world_size}; resume with the same number of processes"
             )
+    rows, skipped = load_rows(config.data, skip_bad_rows=config.skip_bad_rows)
+    model, tokenizer, spec = build_model(config, device)
+    examples, stats = encode_rows(rows, tokenizer, spec, config.max_length)
+    stats.skipped = skipped
+    say(f"data: {len(rows)} rows from {config.data}: {stats.summary()}")
 
     # 2. optimizer, DDP, restored state
     named = trainable_parameters(model)

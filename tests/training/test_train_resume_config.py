@@ -105,3 +105,10 @@ def test_resume_from_a_truncated_checkpoint_file_names_it(data_file, run, name):
     path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
     with pytest.raises(A2DGuardError, match=rf"{name} is truncated or damaged .*delete this checkpoint folder"):
         train(_cfg(data_file, run), resume=True, log=_quiet)
+
+
+def test_a_refused_resume_does_not_wait_for_data_or_model(data_file, run):
+    logs = []
+    with pytest.raises(A2DGuardError, match=r"lr 0\.001 -> 0\.002"):
+        train(_cfg(data_file, run, lr=2e-3), resume=True, log=logs.append)
+    assert logs == []  # no "data: ..." line: nothing was loaded
