@@ -142,3 +142,25 @@ def test_64_concurrent_clients_each_get_their_own_answer(server, tiny64):
     assert answers == [(w.outputs[0].text, w.outputs[0].finish_reason) for w in want]
     finished = state.metrics.finished
     assert sum(s.value for m in finished.collect() for s in m.samples if s.name.endswith("_total")) >= 64
+
+
+def test_streamed_samples_arrive_per_choice(client):
+    plain = _chat(client, PROMPTS[2], n=2, seed=4, temperature=1.0).choices
+    chunks = list(_chat(client, PROMPTS[2], n=2, seed=4, temperature=1.0, stream=True))
+    texts, finals = {0: "", 1: ""}, {0: [], 1: []}
+    for chunk in chunks:
+        for c in chunk.choices:
+            texts[c.index] += c.delta.content or ""
+            if c.finish_reason:
+                finals[c.index].append(c.finish_reason)
+    assert [texts[i] for i in (0, 1)] == [c.message.content for c in plain]
+    assert [finals[i] for i in (0, 1)] == [[c.finish_reason] for c in plain]
+
+
+def test_completions_take_several_prompts_and_token_ids(client, tiny64):
+    ids = LLM.from_loaded(*tiny64, chat_template=False).encode(PROMPTS[0])
+    got = client.completions.create(model="tiny", prompt=[PROMPTS[0], PROMPTS[1]], n=2, max_tokens=8, seed=0)
+    assert [c.index for c in got.choices] == [0, 1, 2, 3]
+    by_ids = client.completions.create(model="tiny", prompt=ids, max_tokens=8, seed=0)
+    assert by_ids.choices[0].text == got.choices[0].text
+    assert got.usage.prompt_tokens == len(ids) + len(LLM.from_loaded(*tiny64, chat_template=False).encode(PROMPTS[1]))
