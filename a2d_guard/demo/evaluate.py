@@ -25,9 +25,9 @@ from a2d_guard.demo.corpus import Corpus, Item
 from a2d_guard.demo.judge import Judge
 from a2d_guard.diffusion.prompts import encode_prompt
 from a2d_guard.diffusion.reference import reference_generate
+from a2d_guard.evaluation.attacks import ORDERS
 
 ATTACKS = ("plain", "dija", "prefill")
-ORDERS = ("low_confidence", "random", "left_to_right", "right_to_left")
 TAUS = (0.9, 0.8)
 
 
