@@ -13,10 +13,12 @@ __version__ = "0.1.0"
 __all__ = [
     "__version__",
     "A2DGuardError",
+    "Guard",
     "LLM",
     "ModelSpec",
     "RequestOutput",
     "SamplingParams",
+    "Verdict",
     "load_model",
     "save_model",
     "reference_generate",
@@ -24,6 +26,8 @@ __all__ = [
 
 _LAZY = {
     "A2DGuardError": ("a2d_guard.errors", "A2DGuardError"),
+    "Guard": ("a2d_guard.guard", "Guard"),
+    "Verdict": ("a2d_guard.guard", "Verdict"),
     "LLM": ("a2d_guard.engine.llm", "LLM"),
     "RequestOutput": ("a2d_guard.engine.outputs", "RequestOutput"),
     "ModelSpec": ("a2d_guard.models.spec", "ModelSpec"),
@@ -39,6 +43,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from a2d_guard.engine.llm import LLM
     from a2d_guard.engine.outputs import RequestOutput
     from a2d_guard.errors import A2DGuardError
+    from a2d_guard.guard import Guard, Verdict
     from a2d_guard.models.loader import load_model, save_model
     from a2d_guard.models.spec import ModelSpec
 
