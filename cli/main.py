@@ -65,6 +65,14 @@ def _register() -> None:
 
     app.command("serve")(serve)
 
+    from a2d_guard.cli.eval import eval_command
+
+    app.command("eval")(eval_command)
+
+    from a2d_guard.cli.check import check
+
+    app.command("check")(check)
+
 
 _register()
 
