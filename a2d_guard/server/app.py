@@ -132,6 +132,8 @@ def build_app(llm, config: ServerConfig, on_ready=None) -> FastAPI:
                 prompts.append(list(p))
         return await _serve(state, request, body, prompts, body.max_tokens, chat=False)
 
+    from a2d_guard.server.moderations import add_moderations  # the Guard's route (DESIGN §10)
+    add_moderations(app, state, check_request)
     return app
 
 

@@ -1,0 +1,98 @@
+"""``POST /v1/moderations`` in OpenAI's shape, answered by the A2D ``Guard`` (DESIGN §10).
+
+``input`` (a string or a list of strings) is checked as prompts (probe C). One documented
+extension: ``messages`` (a chat) instead of ``input`` checks the last assistant message as a
+response to the conversation before it (probe B); a chat that does not end with an
+assistant message is checked as a prompt. Each result is OpenAI's ``{flagged, categories,
+category_scores}`` with the one category ``"a2d"`` (score = the guard's p(EOS)), plus an
+``a2d`` object saying where the model refuses (``where``, ``char_offset``, ``token_index``).
+The guard uses the served model and the server's ``eos_threshold``, so the moderation
+answer and the serving monitor agree.
+
+Threads: the engine loop thread owns the engine and runs its forwards; the guard's forwards
+run in a worker thread (``asyncio.to_thread``), never on the event loop, one check at a time
+(a lock of this route's own). The model object is then used by two threads at once. That is
+safe for what both do: inference under ``torch.no_grad`` on an ``eval()`` model, whose
+forward reads the weights and writes only its own fresh activations (no KV cache or other
+state is kept on the module; the engine's per-request state lives in its scheduler and
+sequences, which the guard never touches).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import uuid
+from typing import TYPE_CHECKING
+
+from fastapi import Depends, FastAPI
+from pydantic import BaseModel, ConfigDict
+
+from a2d_guard.errors import A2DGuardError
+from a2d_guard.server.protocol import ChatMessage, RequestError
+
+if TYPE_CHECKING:  # pragma: no cover
+    from a2d_guard.server.app import ServerState
+
+MAX_INPUTS = 128  # strings per request: each is a forward row; more should be split by the client
+
+
+class ModerationRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    input: str | list[str] | None = None
+    messages: list[ChatMessage] | None = None  # a2d-guard extension: check the last assistant turn
+    model: str | None = None
+
+    def items(self) -> tuple[list, str]:
+        """Guard items and the request field they came from (for error bodies)."""
+        if (self.input is None) == (self.messages is None):
+            raise RequestError("send either input (a string or a list of strings) or messages (a chat)",
+                               param="input")
+        if self.messages is not None:
+            turns = [{"role": "system" if m.role == "developer" else m.role, "content": m.text()}
+                     for m in self.messages]
+            if not any(t["role"] in ("user", "system") for t in turns):
+                raise RequestError("messages holds no user or system turn; add the user's message", param="messages")
+            if turns[-1]["role"] == "assistant":
+                return [(turns[:-1], turns[-1]["content"])], "messages"
+            return [(turns, None)], "messages"
+        inputs = [self.input] if isinstance(self.input, str) else self.input
+        if not inputs:
+            raise RequestError("input is an empty list; send at least one string", param="input")
+        if len(inputs) > MAX_INPUTS:
+            raise RequestError(f"input holds {len(inputs)} strings; send at most {MAX_INPUTS} per request",
+                               param="input")
+        return [(text, None) for text in inputs], "input"
+
+
+def add_moderations(app: FastAPI, state: ServerState, check_request) -> None:
+    """Register ``POST /v1/moderations`` on ``app`` (behind the server's auth and draining check)."""
+    from a2d_guard.guard import Guard
+
+    lock = threading.Lock()
+    guard_box: list[Guard] = []
+
+    def run_checks(items: list) -> list:
+        with lock:  # one guard check at a time; the engine loop is not blocked by it
+            if not guard_box:
+                threshold = min(max(state.config.eos_threshold, 1e-12), 1.0)  # 0 = flag everything
+                guard_box.append(Guard.from_llm(state.llm, threshold=threshold,
+                                                probe_length=state.config.gen_length, max_num_seqs=state.config.batch))
+            return guard_box[0].check_batch(items)
+
+    @app.post("/v1/moderations", dependencies=[Depends(check_request)])
+    async def moderations(body: ModerationRequest) -> dict:
+        if body.model is not None and body.model != state.config.model_name:
+            raise RequestError(f"the model {body.model!r} does not exist; this server serves "
+                               f"{state.config.model_name!r}", param="model", status=404, code="model_not_found")
+        items, field = body.items()
+        try:
+            verdicts = await asyncio.to_thread(run_checks, items)
+        except A2DGuardError as exc:
+            raise RequestError(str(exc), param=field) from None
+        return {"id": f"modr-{uuid.uuid4().hex}", "model": state.config.model_name, "results": [
+            {"flagged": v.flagged, "categories": {"a2d": v.flagged}, "category_scores": {"a2d": v.score},
+             "a2d": {"where": v.where, "char_offset": v.char_offset, "token_index": v.token_index,
+                     "threshold": v.threshold}}
+            for v in verdicts]}
