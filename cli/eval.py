@@ -32,8 +32,12 @@ def eval_command(
                                                "low_confidence,random,left_to_right,right_to_left).")] = None,
     thresholds: Annotated[str | None, typer.Option(help="EOS-monitor thresholds τ, comma-separated; 1.0 = monitor "
                                                    "off (default: 1.0,0.99,0.95,0.9,0.8).")] = None,
-    judge: Annotated[str | None, typer.Option(help="keyword (refusal phrases, the A2D code's ASR-k) "
+    judge: Annotated[str | None, typer.Option(help="keyword (refusal phrases, the A2D code's ASR-k) or a "
+                                              "causal-LM classifier folder / Hub id asked HarmBench's classifier "
+                                              "prompt, e.g. cais/HarmBench-Llama-2-13b-cls (ASR-e) "
                                               "(default: keyword).")] = None,
+    judge_device: Annotated[str | None, typer.Option(help="Device of the classifier judge (default: cuda if "
+                                                     "available).")] = None,
     out: Annotated[Path | None, typer.Option("--out", help="Output folder: eval.json, records.jsonl, summary.md "
                                              "(default: a2d-eval).")] = None,
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace an earlier eval output in --out.")] = False,
@@ -57,9 +61,9 @@ def eval_command(
     from a2d_guard.evaluation.run import EvalSettings, EvalTask, evaluate
 
     cfg = {**DEFAULTS, **load_eval_config(config)}
-    flags = dict(model=model, adapter=adapter, limit=limit, judge=judge, out=out, gen_length=gen_length, steps=steps,
-                 block_length=block_length, temperature=temperature, seed=seed, batch=batch, dtype=dtype,
-                 device=device, family=family, orders=orders, thresholds=thresholds,
+    flags = dict(model=model, adapter=adapter, limit=limit, judge=judge, judge_device=judge_device, out=out,
+                 gen_length=gen_length, steps=steps, block_length=block_length, temperature=temperature, seed=seed,
+                 batch=batch, dtype=dtype, device=device, family=family, orders=orders, thresholds=thresholds,
                  chat_template=False if no_chat_template else None, trust_remote_code=trust_remote_code or None)
     cfg.update({k: v for k, v in flags.items() if v is not None})
     if (attack is None) != (data is None):
@@ -67,7 +71,7 @@ def eval_command(
     if attack is not None:
         cfg["tasks"] = [EvalTask(attack, data)]
     known = {k: cfg[k] for k in ("gen_length", "steps", "block_length", "temperature", "seed", "limit", "batch",
-                                 "chat_template", "judge") if k in cfg}
+                                 "chat_template", "judge", "judge_device") if k in cfg}
     if "orders" in cfg:
         known["orders"] = tuple(split_list(cfg["orders"], "--orders"))
     if "thresholds" in cfg:

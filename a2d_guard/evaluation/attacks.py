@@ -1,6 +1,7 @@
 """How each attack turns a data row into a canvas (prompt ids; the engine appends the answer masks).
 
-- ``plain``: the request as is (the row's ``Behavior`` / ``goal`` / ``prompt``);
+- ``plain``: the request as is (the row's ``Behavior`` / ``goal`` / ``prompt``; HarmBench's
+  ``ContextString`` above a contextual behaviour, as HarmBench sends it);
 - ``prefill``: the request, and the answer starts with a compliant opening: the row's own
   ``target`` where the data has one (AdvBench: "Sure, here is ..."), else ``DEFAULT_PREFILL``;
 - ``dija`` (arXiv 2507.11097) and ``fits``: the row's ``Refined_behavior`` in the *user turn*,
@@ -49,9 +50,9 @@ def check_attack(attack: str, data: EvalData) -> None:
 
 def attack_request(attack: str, prompt: EvalPrompt) -> AttackRequest:
     if attack == "plain":
-        return AttackRequest(prompt.behavior)
+        return AttackRequest(prompt.request)
     if attack == "prefill":
-        return AttackRequest(prompt.behavior, prompt.target or DEFAULT_PREFILL)
+        return AttackRequest(prompt.request, prompt.target or DEFAULT_PREFILL)
     if attack in REFINED_ATTACKS:
         if prompt.refined is None:
             raise A2DGuardError(f"{prompt.where}: --attack {attack} needs a Refined_behavior column")

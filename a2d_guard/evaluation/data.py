@@ -37,7 +37,9 @@ _TEXT_COLUMN = {"refined": "Behavior", "advbench": "goal", "harmbench": "Behavio
 @dataclass(frozen=True)
 class EvalPrompt:
     """One row. ``behavior`` is the plain request; ``refined`` the DIJA/FITS rewrite with
-    ``<mask:N>``; ``target`` a compliant opening for the prefill attack when the data has one."""
+    ``<mask:N>``; ``target`` a compliant opening for the prefill attack when the data has one;
+    ``context`` HarmBench's ``ContextString`` (the request is about it; the classifier judge
+    reads it apart from the behaviour)."""
 
     id: str
     behavior: str
@@ -45,6 +47,12 @@ class EvalPrompt:
     refined: str | None = None
     target: str | None = None
     label: str | None = None  # "safe" | "unsafe" | None (a harmful benchmark row)
+    context: str | None = None
+
+    @property
+    def request(self) -> str:
+        """The plain request as a user sends it: HarmBench puts the context above the behaviour."""
+        return f"{self.context}\n\n---\n\n{self.behavior}" if self.context else self.behavior
 
     @property
     def is_harmful(self) -> bool:
@@ -103,13 +111,12 @@ def parse_prompt(row, fmt: str, where: str, index: int) -> EvalPrompt:
     behavior = _text(row, _TEXT_COLUMN[fmt], where)
     row_id = row.get("BehaviorID") or row.get("id")
     row_id = str(row_id) if row_id not in (None, "") else str(index)
-    if fmt == "harmbench" and _text(row, "ContextString", where, required=False):
-        behavior = f"{row['ContextString']}\n\n---\n\n{behavior}"  # HarmBench's contextual prompt
     return EvalPrompt(
         id=row_id, behavior=behavior, where=where,
         refined=_text(row, "Refined_behavior", where) if fmt == "refined" else None,
         target=_text(row, "target", where, required=False) if fmt == "advbench" else None,
         label=_label(row, where, required=fmt == "xstest") if fmt in ("xstest", "prompts") else None,
+        context=_text(row, "ContextString", where, required=False) if fmt == "harmbench" else None,
     )
 
 

@@ -36,7 +36,7 @@ from a2d_guard.config import REMASKING_MODES, SamplingParams
 from a2d_guard.errors import A2DGuardError
 from a2d_guard.evaluation.attacks import ORDERS, PreparedPrompt, check_attack, prepare
 from a2d_guard.evaluation.data import EvalData, load_prompts
-from a2d_guard.evaluation.judges import judged_text, make_judge
+from a2d_guard.evaluation.judges import JudgeCase, judged_text, make_judge
 from a2d_guard.evaluation.metrics import summarize
 from a2d_guard.outputs import check_replaceable, write_folder
 
@@ -65,7 +65,8 @@ class EvalSettings:
     limit: int | None = None  # first N rows of each file (the A2D code scores the first 80)
     batch: int = 16  # engine slots (max_num_seqs)
     chat_template: bool = True
-    judge: str = "keyword"
+    judge: str = "keyword"  # or a causal-LM classifier (Hub id / folder)
+    judge_device: str | None = None  # the classifier's own device
 
     def __post_init__(self) -> None:
         if not self.orders:
@@ -83,7 +84,8 @@ class EvalSettings:
             raise A2DGuardError(f"--limit must be >= 1, got {self.limit}")
         for tau in self.thresholds:
             self.params(self.orders[0], tau)  # a bad τ or canvas setting fails here, named
-        make_judge(self.judge)
+        if not isinstance(self.judge, str) or not self.judge.strip():
+            raise A2DGuardError("--judge is empty; pass keyword or a classifier model folder / Hub id")
 
     def params(self, order: str, tau: float) -> SamplingParams:
         return SamplingParams(gen_length=self.gen_length, steps=self.steps, block_length=self.block_length,
@@ -124,20 +126,20 @@ def _record(task: EvalTask, item: PreparedPrompt, order: str, tau: float, params
     }
 
 
-def evaluate_task(llm, task: EvalTask, data: EvalData, settings: EvalSettings,
+def evaluate_task(llm, task: EvalTask, data: EvalData, settings: EvalSettings, judge,
                   use_tqdm: bool = False) -> tuple[dict, list[dict]]:
     """(this task's ``runs`` entry, its records): every kept row x order x τ through the engine."""
-    judge = make_judge(settings.judge)
     kept, skipped = prepare(llm.tokenizer, llm.spec, task.attack, data, settings.gen_length, settings.chat_template)
     combos = [(item, order, tau, settings.params(order, tau))
               for order in settings.orders for tau in settings.thresholds for item in kept]
     outputs = llm.generate([c[0].ids for c in combos], [c[3] for c in combos], use_tqdm=use_tqdm) if combos else []
-    records = []
-    for (item, order, tau, params), out in zip(combos, outputs, strict=True):
-        completion = out.outputs[0]
-        judged = judged_text(llm.tokenizer, llm.spec, completion)
-        records.append(_record(task, item, order, tau, params, completion, judged,
-                               judge.judge(judged, completion.finish_reason)))
+    completions = [out.outputs[0] for out in outputs]
+    judged = [judged_text(llm.tokenizer, llm.spec, c) for c in completions]
+    verdicts = judge.judge_all([JudgeCase(item.prompt.behavior, text, c.finish_reason, item.prompt.context)
+                                for (item, *_), text, c in zip(combos, judged, completions, strict=True)])
+    records = [_record(task, item, order, tau, params, c, text, verdict)
+               for (item, order, tau, params), c, text, verdict in zip(combos, completions, judged, verdicts,
+                                                                        strict=True)]
     run = {"attack": task.attack, "data": str(task.data), "format": data.format, "num_rows": data.num_rows,
            "num_prompts": len(data.prompts), "num_evaluated": len(kept), "num_skipped_too_long": len(skipped),
            "skipped_ids": [p.id for p in skipped], "results": summarize(records)}
@@ -145,8 +147,9 @@ def evaluate_task(llm, task: EvalTask, data: EvalData, settings: EvalSettings,
 
 
 def run_eval(llm, tasks: list[EvalTask], settings: EvalSettings, model: str = "", adapter: str | None = None,
-             use_tqdm: bool = False, datas: list[EvalData] | None = None) -> tuple[dict, list[dict]]:
-    """(the ``eval.json`` object, every record) for ``tasks`` on a loaded ``LLM`` (``datas``: already loaded)."""
+             use_tqdm: bool = False, datas: list[EvalData] | None = None, judge=None) -> tuple[dict, list[dict]]:
+    """(the ``eval.json`` object, every record) for ``tasks`` on a loaded ``LLM`` (``datas``, ``judge``: already
+    loaded)."""
     datas = load_tasks(tasks, settings.limit) if datas is None else datas
     from a2d_guard import __version__
 
@@ -155,8 +158,9 @@ def run_eval(llm, tasks: list[EvalTask], settings: EvalSettings, model: str = ""
               "settings": {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(settings).items()},
               "runs": []}
     records: list[dict] = []
+    judge = make_judge(settings.judge, device=settings.judge_device) if judge is None else judge
     for task, data in zip(tasks, datas, strict=True):
-        run, task_records = evaluate_task(llm, task, data, settings, use_tqdm)
+        run, task_records = evaluate_task(llm, task, data, settings, judge, use_tqdm)
         report["runs"].append(run)
         records.extend(task_records)
     return report, records
@@ -201,11 +205,12 @@ def evaluate(model: str, tasks: list[EvalTask], settings: EvalSettings, out: str
              use_tqdm: bool = False) -> tuple[Path, dict]:
     """Check everything cheap (settings, data files, ``out``), load the model, run, write. Returns (out, report)."""
     out = check_out(out, overwrite)
-    datas = load_tasks(tasks, settings.limit)  # a bad file fails before the model loads
+    datas = load_tasks(tasks, settings.limit)  # a bad file or judge fails before the model loads
+    judge = make_judge(settings.judge, device=settings.judge_device)
     from a2d_guard.engine import LLM
 
     llm = LLM(model=model, adapter=adapter, max_num_seqs=settings.batch, dtype=dtype, device=device, family=family,
               trust_remote_code=trust_remote_code, seed=settings.seed, chat_template=settings.chat_template)
     report, records = run_eval(llm, tasks, settings, model=model, adapter=None if adapter is None else str(adapter),
-                               use_tqdm=use_tqdm, datas=datas)
+                               use_tqdm=use_tqdm, datas=datas, judge=judge)
     return write_eval(out, report, records), report

@@ -22,7 +22,9 @@ def test_rows_carry_what_the_attacks_need(fixture_files):
     assert adv[0].behavior == "write a poem" and adv[0].target == "Sure, here is a poem" and adv[0].label is None
     harm = load_prompts(fixture_files["harmbench"]).prompts
     assert harm[0].behavior == "list three colours"
-    assert harm[1].behavior == "the cat sat\n\n---\n\nsummarise the text"  # HarmBench's contextual prompt
+    assert (harm[1].behavior, harm[1].context) == ("summarise the text", "the cat sat")
+    assert harm[1].request == "the cat sat\n\n---\n\nsummarise the text"  # HarmBench's contextual prompt
+    assert harm[0].request == "list three colours" and harm[0].context is None
     xs = load_prompts(fixture_files["xstest"]).prompts
     assert [(p.label, p.is_harmful) for p in xs] == [("safe", False), ("unsafe", True)]
     jl = load_prompts(fixture_files["prompts"]).prompts

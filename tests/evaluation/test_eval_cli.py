@@ -96,7 +96,7 @@ def test_config_runs_several_pairs_and_flags_win(tmp_path, fixture_files):
     (["--attack", "plain", "--data", "{adv}", "--orders", "sideways"], "unknown decoding order 'sideways'"),
     (["--attack", "plain", "--data", "{adv}", "--thresholds", "1.0,x"], "'x' is not a number"),
     (["--attack", "plain", "--data", "{adv}", "--thresholds", "1.5"], "eos_threshold must be in (0, 1]"),
-    (["--attack", "plain", "--data", "{adv}", "--judge", "gpt"], "unknown judge 'gpt'"),
+    (["--attack", "plain", "--data", "{adv}", "--judge", "gpt"], "--judge 'gpt' is not keyword"),
     ([], "nothing to evaluate"),
 ])
 def test_user_errors_are_one_line(tmp_path, fixture_files, args, message):
@@ -126,3 +126,23 @@ def test_overwrite_replaces_an_earlier_eval_output(tmp_path, fixture_files):
     result = runner.invoke(app, [*base, "--data", str(fixture_files["harmbench"]), "--overwrite"])
     assert result.exit_code == 0, result.output
     assert json.loads((out / "eval.json").read_text())["runs"][0]["format"] == "harmbench"
+
+
+def test_a_classifier_judge_by_folder(tmp_path, fixture_files):
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    from a2d_guard.models.tiny import build_tiny_tokenizer
+
+    tokenizer = build_tiny_tokenizer()
+    LlamaForCausalLM(LlamaConfig(vocab_size=len(tokenizer), hidden_size=16, intermediate_size=32, num_hidden_layers=1,
+                                 num_attention_heads=2, num_key_value_heads=2)).save_pretrained(tmp_path / "cls")
+    tokenizer.save_pretrained(tmp_path / "cls")
+    out = tmp_path / "out"
+    result = runner.invoke(app, ["eval", "--model", "tiny", "--gen-length", "8", "--steps", "8", "--block-length", "8",
+                                 "--orders", "random", "--thresholds", "1.0", "--attack", "plain", "--data",
+                                 str(fixture_files["harmbench"]), "--judge", str(tmp_path / "cls"),
+                                 "--judge-device", "cpu", "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    assert json.loads((out / "eval.json").read_text())["judge"] == str(tmp_path / "cls")
+    records = [json.loads(line) for line in (out / "records.jsonl").read_text().splitlines()]
+    assert len(records) == 2 and all(r["verdict"]["reason"].startswith(("classifier: ", "empty")) for r in records)

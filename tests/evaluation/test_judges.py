@@ -4,7 +4,7 @@ import pytest
 
 from a2d_guard.engine.outputs import CompletionOutput
 from a2d_guard.errors import A2DGuardError
-from a2d_guard.evaluation.judges import REFUSAL_PHRASES, KeywordJudge, judged_text, make_judge
+from a2d_guard.evaluation.judges import REFUSAL_PHRASES, JudgeCase, KeywordJudge, judged_text, make_judge
 
 
 @pytest.mark.parametrize("text, refused, reason", [
@@ -17,6 +17,7 @@ from a2d_guard.evaluation.judges import REFUSAL_PHRASES, KeywordJudge, judged_te
 def test_keyword_judge_on_known_strings(text, refused, reason):
     verdict = KeywordJudge().judge(text, "length")
     assert (verdict.refused, verdict.reason, verdict.attack_success) == (refused, reason, not refused)
+    assert KeywordJudge().judge_all([JudgeCase("b", text, "length")]) == [verdict]
 
 
 def test_a_monitor_rejection_is_a_refusal():
@@ -32,7 +33,7 @@ def test_the_phrase_list_is_extendable():
     assert not KeywordJudge(phrases=["nope"]).judge("I'm sorry", "stop").refused
     with pytest.raises(A2DGuardError, match="non-empty"):
         KeywordJudge(extra_phrases=[""])
-    with pytest.raises(A2DGuardError, match="unknown judge 'gpt'"):
+    with pytest.raises(A2DGuardError, match="--judge 'gpt' is not keyword, a model folder or a Hub id"):
         make_judge("gpt")
 
 
