@@ -36,6 +36,12 @@ def eval_command(
                                               "causal-LM classifier folder / Hub id asked HarmBench's classifier "
                                               "prompt, e.g. cais/HarmBench-Llama-2-13b-cls (ASR-e) "
                                               "(default: keyword).")] = None,
+    protocol: Annotated[str | None, typer.Option(help="Decode: ours (the engine: every mask filled, stops at a "
+                                                 "visible EOS), llada (LLaDA's generate.py: a block's budget counts "
+                                                 "only its own masks, no early stop) or a2d (the A2D authors' DIJA "
+                                                 "decode: only the prompt's masks, one per step, temperature 0.2, "
+                                                 "EOS banned); llada and a2d run one request at a time "
+                                                 "(default: ours).")] = None,
     judge_device: Annotated[str | None, typer.Option(help="Device of the classifier judge (default: cuda if "
                                                      "available).")] = None,
     out: Annotated[Path | None, typer.Option("--out", help="Output folder: eval.json, records.jsonl, summary.md "
@@ -62,6 +68,7 @@ def eval_command(
 
     cfg = {**DEFAULTS, **load_eval_config(config)}
     flags = dict(model=model, adapter=adapter, limit=limit, judge=judge, judge_device=judge_device, out=out,
+                 protocol=protocol,
                  gen_length=gen_length, steps=steps, block_length=block_length, temperature=temperature, seed=seed,
                  batch=batch, dtype=dtype, device=device, family=family, orders=orders, thresholds=thresholds,
                  chat_template=False if no_chat_template else None, trust_remote_code=trust_remote_code or None)
@@ -71,7 +78,7 @@ def eval_command(
     if attack is not None:
         cfg["tasks"] = [EvalTask(attack, data)]
     known = {k: cfg[k] for k in ("gen_length", "steps", "block_length", "temperature", "seed", "limit", "batch",
-                                 "chat_template", "judge", "judge_device") if k in cfg}
+                                 "chat_template", "judge", "judge_device", "protocol") if k in cfg}
     if "orders" in cfg:
         known["orders"] = tuple(split_list(cfg["orders"], "--orders"))
     if "thresholds" in cfg:

@@ -18,6 +18,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from a2d_guard.diffusion.prompts import encode_prompt
+from a2d_guard.diffusion.protocols import canvas_length
 from a2d_guard.errors import A2DGuardError
 from a2d_guard.evaluation.data import EvalData, EvalPrompt
 from a2d_guard.models.spec import ModelSpec
@@ -68,9 +69,9 @@ def encode_attack(tokenizer, spec: ModelSpec, request: AttackRequest, where: str
         raise A2DGuardError(f"{where}: {exc}") from None
 
 
-def fits(spec: ModelSpec, prompt_ids: list[int], gen_length: int) -> bool:
-    """Whether prompt + ``gen_length`` answer masks fit the model's positions."""
-    return not spec.max_positions or len(prompt_ids) + gen_length <= spec.max_positions
+def fits(spec: ModelSpec, prompt_ids: list[int], gen_length: int, protocol: str = "ours") -> bool:
+    """Whether the canvas (prompt + ``gen_length`` answer masks; see ``canvas_length``) fits the model's positions."""
+    return not spec.max_positions or canvas_length(spec, prompt_ids, gen_length, protocol) <= spec.max_positions
 
 
 @dataclass(frozen=True)
@@ -81,14 +82,14 @@ class PreparedPrompt:
 
 
 def prepare(tokenizer, spec: ModelSpec, attack: str, data: EvalData, gen_length: int,
-            chat: bool = True) -> tuple[list[PreparedPrompt], list[EvalPrompt]]:
+            chat: bool = True, protocol: str = "ours") -> tuple[list[PreparedPrompt], list[EvalPrompt]]:
     """(the rows that fit, the rows skipped because their canvas is longer than the model's positions)."""
     check_attack(attack, data)
     kept, skipped = [], []
     for prompt in data.prompts:
         request = attack_request(attack, prompt)
         ids = encode_attack(tokenizer, spec, request, prompt.where, chat)
-        if fits(spec, ids, gen_length):
+        if fits(spec, ids, gen_length, protocol):
             kept.append(PreparedPrompt(prompt, request, ids))
         else:
             skipped.append(prompt)

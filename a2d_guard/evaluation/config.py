@@ -24,7 +24,7 @@ from a2d_guard.evaluation.run import EvalTask
 # key -> the YAML types it accepts (int where a number is wanted is fine)
 _TYPES: dict[str, tuple[type, ...]] = {
     "model": (str,), "adapter": (str,), "limit": (int,), "orders": (str, list), "thresholds": (str, list),
-    "judge": (str,), "judge_device": (str,), "out": (str,), "gen_length": (int,), "steps": (int,),
+    "judge": (str,), "judge_device": (str,), "protocol": (str,), "out": (str,), "gen_length": (int,), "steps": (int,),
     "block_length": (int,),
     "temperature": (float, int), "seed": (int,), "batch": (int,), "chat_template": (bool,), "dtype": (str,),
     "device": (str,), "family": (str,), "trust_remote_code": (bool,), "runs": (list,),

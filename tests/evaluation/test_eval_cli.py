@@ -97,6 +97,7 @@ def test_config_runs_several_pairs_and_flags_win(tmp_path, fixture_files):
     (["--attack", "plain", "--data", "{adv}", "--thresholds", "1.0,x"], "'x' is not a number"),
     (["--attack", "plain", "--data", "{adv}", "--thresholds", "1.5"], "eos_threshold must be in (0, 1]"),
     (["--attack", "plain", "--data", "{adv}", "--judge", "gpt"], "--judge 'gpt' is not keyword"),
+    (["--attack", "plain", "--data", "{adv}", "--protocol", "fast"], "unknown --protocol 'fast'"),
     ([], "nothing to evaluate"),
 ])
 def test_user_errors_are_one_line(tmp_path, fixture_files, args, message):
@@ -146,3 +147,23 @@ def test_a_classifier_judge_by_folder(tmp_path, fixture_files):
     assert json.loads((out / "eval.json").read_text())["judge"] == str(tmp_path / "cls")
     records = [json.loads(line) for line in (out / "records.jsonl").read_text().splitlines()]
     assert len(records) == 2 and all(r["verdict"]["reason"].startswith(("classifier: ", "empty")) for r in records)
+
+
+@pytest.mark.parametrize("protocol", ["llada", "a2d"])
+def test_each_protocol_writes_all_outputs(tmp_path, protocol):
+    out = tmp_path / "out"
+    result = runner.invoke(app, ["eval", "--model", "tiny", "--gen-length", "8", "--steps", "8", "--block-length",
+                                 "4", "--orders", "low_confidence", "--thresholds", "1.0,0.001", "--attack", "dija",
+                                 "--data", str(dija_file(tmp_path)), "--protocol", protocol, "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    report = json.loads((out / "eval.json").read_text())
+    assert report["protocol"] == protocol and report["settings"]["protocol"] == protocol
+    assert report["runs"][0]["num_evaluated"] == 2 and (out / "summary.md").is_file()
+    records = [json.loads(line) for line in (out / "records.jsonl").read_text().splitlines()]
+    assert len(records) == 4
+    off = [r for r in records if r["threshold"] == 1.0]
+    assert all(r["finish_reason"] == "length" for r in off)  # neither protocol stops early; the monitor is off
+    if protocol == "a2d":  # no answer canvas: one step per prompt mask (3 and 2), only infill is written
+        assert [(r["max_steps"], r["steps"], r["text"]) for r in off] == [(3, 3, ""), (2, 2, "")]
+    else:
+        assert [(r["max_steps"], r["steps"]) for r in off] == [(8, 8), (8, 8)]
