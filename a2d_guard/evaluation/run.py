@@ -191,7 +191,7 @@ def run_eval(llm, tasks: list[EvalTask], settings: EvalSettings, model: str = ""
 
 
 def _fmt(value) -> str:
-    return "-" if value is None else f"{value:g}" if isinstance(value, float) else str(value)
+    return "-" if value is None else str(value)
 
 
 def summary_markdown(report: dict) -> str:

@@ -70,7 +70,7 @@ def test_monitor_off_at_one_and_on_below(dija_run):
         assert r["user"].startswith(("write a story", "tell a joke")) and "judged_text" in r
     report = json.loads((out / "eval.json").read_text())
     assert {row["threshold"]: row["content_filter"] for row in report["runs"][0]["results"]} == {1.0: 0.0, 0.001: 1.0}
-    assert "| low_confidence | 1 | 2 |" in (out / "summary.md").read_text()
+    assert "| low_confidence | 1.0 | 2 |" in (out / "summary.md").read_text()
 
 
 def test_config_runs_several_pairs_and_flags_win(tmp_path, fixture_files):
