@@ -47,6 +47,9 @@ def eval_command(
     out: Annotated[Path | None, typer.Option("--out", help="Output folder: eval.json, records.jsonl, summary.md "
                                              "(default: a2d-eval).")] = None,
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace an earlier eval output in --out.")] = False,
+    resume: Annotated[bool, typer.Option("--resume", help="Reuse the records of an earlier eval in --out (same "
+                                         "model, adapter, protocol, judge and canvas settings) and decode only "
+                                         "the missing ones.")] = False,
     gen_length: Annotated[int | None, typer.Option(help="Answer mask tokens after the prompt (default: 128).")] = None,
     steps: Annotated[int | None, typer.Option(help="Denoising steps (default: 128).")] = None,
     block_length: Annotated[int | None, typer.Option(help="Semi-autoregressive block length "
@@ -85,10 +88,11 @@ def eval_command(
         known["thresholds"] = parse_thresholds(cfg["thresholds"])
     settings = EvalSettings(**known)
     folder, report = evaluate(cfg["model"], cfg.get("tasks", []), settings, cfg["out"], adapter=cfg.get("adapter"),
-                              overwrite=overwrite, dtype=cfg.get("dtype"), device=cfg.get("device"),
+                              overwrite=overwrite, resume=resume, dtype=cfg.get("dtype"), device=cfg.get("device"),
                               family=cfg.get("family"), trust_remote_code=bool(cfg.get("trust_remote_code")),
                               use_tqdm=sys.stderr.isatty())
     for run in report["runs"]:
+        reused = f", {run['num_reused']} records reused" if run["num_reused"] else ""
         typer.echo(f"{run['attack']} on {run['data']}: {run['num_evaluated']} prompts evaluated, "
-                   f"{run['num_skipped_too_long']} skipped (too long)")
+                   f"{run['num_skipped_too_long']} skipped (too long){reused}")
     typer.echo(f"wrote {folder / 'eval.json'}, records.jsonl and summary.md")

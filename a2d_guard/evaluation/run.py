@@ -13,7 +13,9 @@ authors' DIJA decode), which run one sequence at a time through the readable pro
 decoder (the engine does not implement them).
 
 Outputs, in ``out`` (written under a temporary name, then moved in: never half-written;
-a folder holding files eval did not write is refused, never deleted; ``a2d_guard.outputs``):
+a folder holding files eval did not write is refused, never deleted; ``a2d_guard.outputs``).
+The folder is rewritten after every task, so an interrupted eval keeps its finished runs
+and ``--resume`` (``resume``) decodes only the records still missing:
 
 - ``records.jsonl``: one line per (task, row, order, τ): the attack's user turn and
   prefill, the answer ``text``, ``infill_text`` (the prompt's masks as decoded),
@@ -23,7 +25,8 @@ a folder holding files eval did not write is refused, never deleted; ``a2d_guard
   ``protocol``, ``judge``, ``settings`` (orders, thresholds, gen_length, steps,
   block_length, temperature, seed, limit, batch, chat_template) and ``runs``: one per task
   with ``attack``, ``data``, ``format``, ``num_rows`` (in the file), ``num_prompts`` (after
-  ``limit``), ``num_evaluated``, ``num_skipped_too_long``, ``skipped_ids`` and ``results``:
+  ``limit``), ``num_evaluated``, ``num_skipped_too_long``, ``skipped_ids``, ``num_reused``
+  (records taken from an earlier run by ``--resume``) and ``results``:
   the rows of ``metrics.summarize`` (order, threshold, n, attack_success, content_filter,
   speedup, over_refusal, unsafe_refusal, ...);
 - ``summary.md``: the same as tables.
@@ -32,6 +35,7 @@ a folder holding files eval did not write is refused, never deleted; ``a2d_guard
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -43,6 +47,7 @@ from a2d_guard.evaluation.attacks import ORDERS, PreparedPrompt, check_attack, p
 from a2d_guard.evaluation.data import EvalData, load_prompts
 from a2d_guard.evaluation.judges import JudgeCase, judged_text, make_judge
 from a2d_guard.evaluation.metrics import summarize
+from a2d_guard.evaluation.resume import load_done, record_key
 from a2d_guard.outputs import check_replaceable, write_folder
 
 SCHEMA_VERSION = 1
@@ -115,8 +120,8 @@ def check_out(out: str | Path, overwrite: bool) -> Path:
     if overwrite or out.is_file():
         check_replaceable(out, "--overwrite", command=COMMAND)
     elif out.is_dir() and any(out.iterdir()):
-        raise A2DGuardError(f"--out {str(out)!r} already exists and is not empty; pass a new folder, or "
-                            "--overwrite to replace an earlier eval output")
+        raise A2DGuardError(f"--out {str(out)!r} already exists and is not empty; pass a new folder, --resume to "
+                            "continue an earlier eval there, or --overwrite to replace it")
     if not out.parent.is_dir():
         raise A2DGuardError(f"the parent folder of --out {str(out)!r} does not exist; create it first")
     return out
@@ -145,12 +150,18 @@ def _protocol_completion(llm, ids: list[int], params: SamplingParams, protocol: 
 
 
 def evaluate_task(llm, task: EvalTask, data: EvalData, settings: EvalSettings, judge,
-                  use_tqdm: bool = False) -> tuple[dict, list[dict]]:
-    """(this task's ``runs`` entry, its records): every kept row x order x τ, decoded under the protocol."""
+                  use_tqdm: bool = False, done: dict | None = None) -> tuple[dict, list[dict]]:
+    """(this task's ``runs`` entry, its records): every kept row x order x τ, decoded under the protocol.
+
+    ``done``: records of an earlier run by ``record_key``; those are reused, not decoded again.
+    """
     kept, skipped = prepare(llm.tokenizer, llm.spec, task.attack, data, settings.gen_length, settings.chat_template,
                             settings.protocol)
+    done = done or {}
+    every = [(item, order, tau) for order in settings.orders for tau in settings.thresholds for item in kept]
+    keys = [(task.attack, str(task.data), item.prompt.id, order, tau) for item, order, tau in every]
     combos = [(item, order, tau, settings.params(order, tau))
-              for order in settings.orders for tau in settings.thresholds for item in kept]
+              for (item, order, tau), key in zip(every, keys, strict=True) if key not in done]
     if settings.protocol == "ours":
         outputs = llm.generate([c[0].ids for c in combos], [c[3] for c in combos], use_tqdm=use_tqdm) if combos else []
         completions = [out.outputs[0] for out in outputs]
@@ -160,33 +171,46 @@ def evaluate_task(llm, task: EvalTask, data: EvalData, settings: EvalSettings, j
     judged = [judged_text(llm.tokenizer, llm.spec, c) for c in completions]
     verdicts = judge.judge_all([JudgeCase(item.prompt.behavior, text, c.finish_reason, item.prompt.context)
                                 for (item, *_), text, c in zip(combos, judged, completions, strict=True)])
-    records = [_record(task, item, order, tau, params, c, text, verdict,
-                       full_steps(llm.spec, item.ids, params.steps, settings.protocol))
-               for (item, order, tau, params), c, text, verdict in zip(combos, completions, judged, verdicts,
-                                                                        strict=True)]
+    new = {record_key(r): r for r in (
+        _record(task, item, order, tau, params, c, text, verdict,
+                full_steps(llm.spec, item.ids, params.steps, settings.protocol))
+        for (item, order, tau, params), c, text, verdict in zip(combos, completions, judged, verdicts, strict=True))}
+    records = [new[key] if key in new else done[key] for key in keys]
     run = {"attack": task.attack, "data": str(task.data), "format": data.format, "num_rows": data.num_rows,
            "num_prompts": len(data.prompts), "num_evaluated": len(kept), "num_skipped_too_long": len(skipped),
-           "skipped_ids": [p.id for p in skipped], "results": summarize(records)}
+           "skipped_ids": [p.id for p in skipped], "num_reused": len(keys) - len(new),
+           "results": summarize(records)}
     return run, records
 
 
-def run_eval(llm, tasks: list[EvalTask], settings: EvalSettings, model: str = "", adapter: str | None = None,
-             use_tqdm: bool = False, datas: list[EvalData] | None = None, judge=None) -> tuple[dict, list[dict]]:
-    """(the ``eval.json`` object, every record) for ``tasks`` on a loaded ``LLM`` (``datas``, ``judge``: already
-    loaded)."""
-    datas = load_tasks(tasks, settings.limit) if datas is None else datas
+def report_header(settings: EvalSettings, model: str, adapter: str | None) -> dict:
+    """``eval.json`` without its runs."""
     from a2d_guard import __version__
 
-    report = {"schema_version": SCHEMA_VERSION, "a2d_guard_version": __version__, "model": model,
-              "adapter": adapter, "protocol": settings.protocol, "judge": settings.judge,
-              "settings": {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(settings).items()},
-              "runs": []}
+    return {"schema_version": SCHEMA_VERSION, "a2d_guard_version": __version__, "model": model,
+            "adapter": adapter, "protocol": settings.protocol, "judge": settings.judge,
+            "settings": {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(settings).items()},
+            "runs": []}
+
+
+def run_eval(llm, tasks: list[EvalTask], settings: EvalSettings, model: str = "", adapter: str | None = None,
+             use_tqdm: bool = False, datas: list[EvalData] | None = None, judge=None, done: dict | None = None,
+             on_task: Callable[[dict, list[dict]], None] | None = None) -> tuple[dict, list[dict]]:
+    """(the ``eval.json`` object, every record) for ``tasks`` on a loaded ``LLM``.
+
+    ``datas``, ``judge``: already loaded; ``done``: earlier records to reuse (``resume``);
+    ``on_task(report, records)`` is called after each task with everything so far (a checkpoint).
+    """
+    datas = load_tasks(tasks, settings.limit) if datas is None else datas
+    report = report_header(settings, model, adapter)
     records: list[dict] = []
     judge = make_judge(settings.judge, device=settings.judge_device) if judge is None else judge
     for task, data in zip(tasks, datas, strict=True):
-        run, task_records = evaluate_task(llm, task, data, settings, judge, use_tqdm)
+        run, task_records = evaluate_task(llm, task, data, settings, judge, use_tqdm, done)
         report["runs"].append(run)
         records.extend(task_records)
+        if on_task is not None:
+            on_task(report, records)
     return report, records
 
 
@@ -225,16 +249,22 @@ def write_eval(out: str | Path, report: dict, records: list[dict]) -> Path:
 
 
 def evaluate(model: str, tasks: list[EvalTask], settings: EvalSettings, out: str | Path, adapter=None,
-             overwrite: bool = False, dtype=None, device=None, family=None, trust_remote_code: bool = False,
-             use_tqdm: bool = False) -> tuple[Path, dict]:
-    """Check everything cheap (settings, data files, ``out``), load the model, run, write. Returns (out, report)."""
-    out = check_out(out, overwrite)
+             overwrite: bool = False, resume: bool = False, dtype=None, device=None, family=None,
+             trust_remote_code: bool = False, use_tqdm: bool = False) -> tuple[Path, dict]:
+    """Check everything cheap (settings, data files, ``out``), load the model, run, write. Returns (out, report).
+
+    ``out`` is rewritten (whole) after every task, so an interrupted eval keeps its finished
+    runs; ``resume`` reuses the records of an earlier comparable eval there.
+    """
+    out = check_out(out, overwrite or resume)
+    adapter = None if adapter is None else str(adapter)
+    done = load_done(out, report_header(settings, model, adapter)) if resume else {}
     datas = load_tasks(tasks, settings.limit)  # a bad file or judge fails before the model loads
     judge = make_judge(settings.judge, device=settings.judge_device)
     from a2d_guard.engine import LLM
 
     llm = LLM(model=model, adapter=adapter, max_num_seqs=settings.batch, dtype=dtype, device=device, family=family,
               trust_remote_code=trust_remote_code, seed=settings.seed, chat_template=settings.chat_template)
-    report, records = run_eval(llm, tasks, settings, model=model, adapter=None if adapter is None else str(adapter),
-                               use_tqdm=use_tqdm, datas=datas, judge=judge)
-    return write_eval(out, report, records), report
+    report, _ = run_eval(llm, tasks, settings, model=model, adapter=adapter, use_tqdm=use_tqdm, datas=datas,
+                         judge=judge, done=done, on_task=lambda rep, recs: write_eval(out, rep, recs))
+    return out, report
