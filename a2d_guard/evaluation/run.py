@@ -29,7 +29,8 @@ and ``--resume`` (``resume``) decodes only the records still missing:
   (records taken from an earlier run by ``--resume``) and ``results``:
   the rows of ``metrics.summarize`` (order, threshold, n, attack_success, content_filter,
   speedup, over_refusal, unsafe_refusal, ...);
-- ``summary.md``: the same as tables.
+- ``summary.md``: the same as tables;
+- PNG plots when matplotlib (the ``eval`` extra) is installed (``plots``).
 """
 
 from __future__ import annotations
@@ -47,6 +48,8 @@ from a2d_guard.evaluation.attacks import ORDERS, PreparedPrompt, check_attack, p
 from a2d_guard.evaluation.data import EvalData, load_prompts
 from a2d_guard.evaluation.judges import JudgeCase, judged_text, make_judge
 from a2d_guard.evaluation.metrics import summarize
+from a2d_guard.evaluation.plots import available as plots_available
+from a2d_guard.evaluation.plots import write_plots
 from a2d_guard.evaluation.resume import load_done, record_key
 from a2d_guard.outputs import check_replaceable, write_folder
 
@@ -218,7 +221,7 @@ def _fmt(value) -> str:
     return "-" if value is None else str(value)
 
 
-def summary_markdown(report: dict) -> str:
+def summary_markdown(report: dict, plots: list[str] = ()) -> str:
     s = report["settings"]
     lines = [f"# a2d-guard eval: {report['model']}" + (f" + {report['adapter']}" if report["adapter"] else ""), "",
              f"Protocol `{report['protocol']}`, judge `{report['judge']}`, gen_length {s['gen_length']}, "
@@ -233,6 +236,7 @@ def summary_markdown(report: dict) -> str:
                   "| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
         lines += ["| " + " | ".join(_fmt(row[c]) for c in columns) + " |" for row in run["results"]]
         lines.append("")
+    lines += [f"![{name}]({name})" for name in plots]
     return "\n".join(lines)
 
 
@@ -243,7 +247,9 @@ def write_eval(out: str | Path, report: dict, records: list[dict]) -> Path:
         (tmp / "eval.json").write_text(json.dumps(report, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
         (tmp / "records.jsonl").write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records),
                                            encoding="utf-8")
-        (tmp / "summary.md").write_text(summary_markdown(report), encoding="utf-8")
+        plots = write_plots(report, tmp)
+        note = "" if plots_available() else "\nNo plots: pip install 'a2d-guard[eval]' (matplotlib).\n"
+        (tmp / "summary.md").write_text(summary_markdown(report, [p.name for p in plots]) + note, encoding="utf-8")
 
     return write_folder(out, writer, "--overwrite", COMMAND)
 

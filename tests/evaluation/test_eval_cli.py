@@ -6,6 +6,7 @@ import pytest
 from a2d_guard.cli.main import app
 from typer.testing import CliRunner
 
+from a2d_guard.evaluation.plots import available as plots_available
 from a2d_guard.outputs import MANIFEST
 
 runner = CliRunner()
@@ -33,11 +34,14 @@ def dija_run(tmp_path_factory):
     return result, out
 
 
-def test_eval_writes_its_three_files(dija_run):
+def test_eval_writes_its_files(dija_run):
     result, out = dija_run
     assert result.exit_code == 0, result.output
     assert "2 prompts evaluated, 1 skipped (too long)" in result.output
-    assert sorted(p.name for p in out.iterdir()) == sorted([MANIFEST, "eval.json", "records.jsonl", "summary.md"])
+    plots = ["asr_1_dija.png"] if plots_available() else []
+    assert sorted(p.name for p in out.iterdir()) == sorted([MANIFEST, "eval.json", "records.jsonl", "summary.md",
+                                                            *plots])
+    assert all(f"![{name}]({name})" in (out / "summary.md").read_text() for name in plots)
     assert not [p for p in out.parent.iterdir() if p.name.startswith(".tmp-")]  # written whole, then moved in
 
 
