@@ -21,6 +21,12 @@ class SamplingParams:
     ``gen_length // block_length`` semi-autoregressive blocks, ``steps // num_blocks`` steps
     each. ``eos_threshold`` τ drives the A2D monitor (1.0 never rejects: p(EOS) > 1 is
     impossible). ``logit_bias`` maps token id -> additive bias, as in the OpenAI API.
+
+    ``parallel_threshold`` (Fast-dLLM threshold decoding, DESIGN §12): None keeps the exact
+    transfer budget above. A value in (0, 1] commits, at each step, every candidate of the
+    current block whose p(x0) is at least it, plus the candidate the remasking mode ranks
+    first (at least one per step); a block ends as soon as its masks are gone, so ``steps``
+    no longer fixes the step count (a block takes at most one step per mask in it).
     """
 
     gen_length: int = 128
@@ -32,6 +38,7 @@ class SamplingParams:
     seed: int = 0
     logit_bias: dict[int, float] = field(default_factory=dict)
     refusal_text: str | None = None
+    parallel_threshold: float | None = None
 
     def __post_init__(self) -> None:
         self.validate()
@@ -71,6 +78,14 @@ class SamplingParams:
         if not (0.0 < self.eos_threshold <= 1.0):
             raise A2DGuardError(
                 f"eos_threshold must be in (0, 1], got {self.eos_threshold!r} (1.0 turns the monitor off)"
+            )
+        if self.parallel_threshold is not None and (
+            isinstance(self.parallel_threshold, bool) or not isinstance(self.parallel_threshold, int | float)
+            or not 0.0 < self.parallel_threshold <= 1.0
+        ):
+            raise A2DGuardError(
+                f"parallel_threshold must be None (exact transfer budget) or a number in (0, 1], got "
+                f"{self.parallel_threshold!r}; e.g. 0.9 (Fast-dLLM's setting)"
             )
         if not isinstance(self.seed, int) or self.seed < 0:
             raise A2DGuardError(f"seed must be a non-negative integer, got {self.seed!r}")

@@ -12,12 +12,20 @@ One step of the loop:
 3. x0 and the confidence of every candidate (masked and left of the block end);
 4. commit the k most confident (k from the transfer schedule); never re-mask;
 5. ``stop`` if an EOS/EoT is committed with no mask to its left; ``length`` when full.
+
+Threshold decoding (``parallel_threshold``, Fast-dLLM, DESIGN §12) changes only step 4 and
+the length of a block: it commits the candidate the remasking mode ranks first plus every
+candidate whose p(x0) is at least the threshold, and a block runs for as long as it has
+masks (candidates are the same as in exact mode: masked and left of the block's end, so
+masks inside the prompt belong to the first block). The threshold is always on p(x0), as in
+Fast-dLLM, whatever the remasking mode; the mode still picks the one forced commit, so
+``left_to_right`` still walks left to right when nothing is confident.
 """
 
 from __future__ import annotations
 
 import operator
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 
 import torch
@@ -113,6 +121,20 @@ def validate_request(spec: ModelSpec, prompt_ids: Sequence[int], params: Samplin
         )
 
 
+def block_budget(canvas: torch.Tensor, in_reach: torch.Tensor, mask_id: int, params: SamplingParams) -> Iterator[int]:
+    """k (the top-k by confidence to commit) for each step of one block.
+
+    Exact mode: the transfer schedule, fixed when the block starts. Threshold mode: a floor
+    of 1 for as long as the block has masks; the generator reads the live ``canvas``, so the
+    block ends at the step that commits its last mask (no forward pass on an empty block).
+    """
+    if params.parallel_threshold is None:
+        yield from num_transfer_tokens(int(((canvas == mask_id) & in_reach).sum()), params.steps_per_block)
+        return
+    while bool(((canvas == mask_id) & in_reach).any()):
+        yield 1
+
+
 @torch.no_grad()
 def reference_generate(model, spec: ModelSpec, prompt_ids: Sequence[int], params: SamplingParams) -> GenerationResult:
     """Decode ``params.gen_length`` tokens after ``prompt_ids`` (masks in the prompt are infilled)."""
@@ -136,8 +158,7 @@ def reference_generate(model, spec: ModelSpec, prompt_ids: Sequence[int], params
     for block in range(params.num_blocks):
         end = block_end(prompt_length, block, params.block_length)
         in_reach = positions < end  # [L]
-        n_mask = int(((canvas == spec.mask_id) & in_reach).sum())
-        for k in num_transfer_tokens(n_mask, params.steps_per_block):
+        for k in block_budget(canvas, in_reach, spec.mask_id, params):
             if k == 0:  # nothing left in reach: the next block would see the same canvas
                 continue
             step = steps_run
@@ -156,7 +177,10 @@ def reference_generate(model, spec: ModelSpec, prompt_ids: Sequence[int], params
             cand = (masked & in_reach).nonzero().squeeze(-1)  # [N] candidate positions
             x0 = choose_x0(logits[cand], params.temperature, params.seed, step, cand)  # [N]
             conf = confidence(params.remasking, probs[cand], x0, cand, params.seed, step)  # [N]
-            chosen = select_top_k(conf, k)
+            chosen = torch.zeros_like(cand, dtype=torch.bool)  # [N]
+            chosen[select_top_k(conf, k)] = True
+            if params.parallel_threshold is not None:  # Fast-dLLM: every candidate sure enough, too
+                chosen |= probs[cand].gather(-1, x0[:, None]).squeeze(-1) >= params.parallel_threshold
             canvas[cand[chosen]] = x0[chosen]
             stop = int(first_visible_end(canvas[None], in_response[None], spec.mask_id, spec.end_ids)[0])
             if stop >= 0:

@@ -113,6 +113,7 @@ class LLMEngine:
         seq.num_steps += 1
         seq.step_in_block += 1
         seq.p_eos = outcome.p_eos
+        seq.masks_left = outcome.masks_left
         if outcome.error is not None:
             seq.error = outcome.error
             seq.finish(SequenceStatus.FINISHED_ERROR)

@@ -5,10 +5,15 @@ on every position of every sequence ([B, L, V]); only the candidate rows (masked
 the block end) matter, so we gather those hidden rows (``ops.gather_rows``), run the head
 on [M, D] and reduce each vocab row in one pass (``ops.token_stats``). Monitor, top-k and
 early-exit checks are batched tensor ops with one host sync per step.
+
+Threshold decoding (Fast-dLLM) is one more term in the commit rule: a candidate commits when
+its rank by the mode's confidence is below k, or when its p(x0) is at least its sequence's
+``parallel_threshold`` (+inf for exact-mode sequences, so both kinds share one step).
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import torch
@@ -32,6 +37,7 @@ class StepOutcome:
     reject_position: int = -1
     stop_position: int = -1
     is_full: bool = False
+    masks_left: int = 0  # masks left of the block's end after the commit (ends a block early)
     error: str | None = None
 
 
@@ -47,6 +53,12 @@ def split_body_head(model):
     if hasattr(model, "cls") and hasattr(model, "base_model"):
         return model.base_model, model.cls
     return model, None
+
+
+def _parallel_threshold(seq: Sequence) -> float:
+    """The p(x0) at which a candidate commits regardless of k; +inf (never) in exact mode."""
+    t = seq.params.parallel_threshold
+    return math.inf if t is None else float(t)
 
 
 class ModelRunner:
@@ -74,10 +86,10 @@ class ModelRunner:
         ints = torch.tensor([[s.length, s.block_end, s.prompt_length, s.params.seed, s.num_steps,
                               _MODE_INDEX[s.params.remasking], k] for s, k in zip(seqs, ks, strict=True)],
                             dtype=torch.int64).to(dev)  # [B, 7]
-        floats = torch.tensor([[float(s.params.temperature), float(s.params.eos_threshold)] for s in seqs],
-                              dtype=torch.float64).to(dev)  # [B, 2]
+        floats = torch.tensor([[float(s.params.temperature), float(s.params.eos_threshold),
+                                _parallel_threshold(s)] for s in seqs], dtype=torch.float64).to(dev)  # [B, 3]
         lengths, block_ends, prompt_lengths, seeds, steps, modes, k = ints.unbind(1)
-        temperature, thresholds = floats.unbind(1)
+        temperature, thresholds, parallel = floats.unbind(1)
 
         input_ids = pad_sequence([s.canvas for s in seqs], batch_first=True, padding_value=spec.pad_id)  # [B, L]
         generated = pad_sequence([s.generated for s in seqs], batch_first=True, padding_value=False)  # [B, L]
@@ -113,21 +125,24 @@ class ModelRunner:
         order = torch.sort(conf, descending=True, stable=True).indices
         order = order[torch.sort(seq_idx[order], stable=True).indices]  # group by sequence, keep conf order
         rank = torch.arange(order.numel(), device=dev) - starts[seq_idx[order]]
-        keep = (rank < k[seq_idx[order]]) & ~(rejected | bad_seq)[seq_idx[order]]
+        sure = stats.p_x0[order].to(torch.float64) >= parallel[seq_idx[order]]  # threshold decoding
+        keep = ((rank < k[seq_idx[order]]) | sure) & ~(rejected | bad_seq)[seq_idx[order]]
         chosen = order[keep]
         input_ids[seq_idx[chosen], pos_idx[chosen]] = stats.x0[chosen]
 
         response = generated & (positions >= prompt_lengths[:, None])
         stop_at = first_visible_end(input_ids, response, spec.mask_id, spec.end_ids)  # [B]
-        is_full = ~((input_ids == spec.mask_id) & valid).any(dim=1)  # [B]
+        still_masked = (input_ids == spec.mask_id) & valid  # [B, L]
+        is_full = ~still_masked.any(dim=1)  # [B]
+        masks_left = (still_masked & (positions < block_ends[:, None])).sum(1)  # [B]
 
         for i, s in enumerate(seqs):
             s.canvas = input_ids[i, : s.length]
         summary = torch.stack([p_eos, rejected.double(), leftmost.double(), stop_at.double(), is_full.double(),
-                               bad_seq.double()], 1).tolist()  # one host sync
+                               bad_seq.double(), masks_left.double()], 1).tolist()  # one host sync
         return [
             StepOutcome(p_eos=row[0], rejected=bool(row[1]), reject_position=int(row[2]), stop_position=int(row[3]),
-                        is_full=bool(row[4]), error="non-finite logits" if row[5] else None)
+                        is_full=bool(row[4]), masks_left=int(row[6]), error="non-finite logits" if row[5] else None)
             for row in summary
         ]
 

@@ -31,7 +31,10 @@ class Sequence:
     """A request being decoded. ``canvas`` is the only tensor; everything else is bookkeeping.
 
     The block cursor follows DESIGN §4: ``schedule`` holds the per-step commit counts of the
-    current block, computed when the block starts from the masks left of its end.
+    current block, computed when the block starts from the masks left of its end. Under
+    threshold decoding (``params.parallel_threshold``) there is no schedule: ``masks_left``
+    (the masks left of the block's end, reported by the runner after every step in the
+    step's one host sync) says when the block is done, and every step has a floor of k = 1.
     """
 
     request_id: str
@@ -45,6 +48,7 @@ class Sequence:
     block: int = -1
     schedule: list[int] = field(default_factory=list)
     step_in_block: int = 0
+    masks_left: int = 0  # masks left of the block's end after the last step (threshold decoding)
     num_steps: int = 0  # forward passes this request took part in (the noise counter)
     p_eos: float | None = None
     reject_step: int | None = None
@@ -78,18 +82,24 @@ class Sequence:
     def next_commit_count(self) -> int:
         """k for the coming step, moving to the next block when this one is exhausted.
 
+        Threshold decoding: k = 1 while the block has masks, then the next block starts at
+        once (a block ends early when confident tokens commit several at a step).
         Steps that would commit nothing (a block with fewer masks than steps) are skipped:
         the canvas they would see is the next block's first canvas, so skipping them changes
         no output and saves a forward pass (the reference sampler does the same).
         """
+        threshold = self.params.parallel_threshold is not None
         while True:
-            if self.step_in_block < len(self.schedule) and self.schedule[self.step_in_block] > 0:
+            if threshold and self.block >= 0 and self.masks_left > 0:
+                return 1  # the floor; the runner adds every candidate with p(x0) >= the threshold
+            if not threshold and self.step_in_block < len(self.schedule) and self.schedule[self.step_in_block] > 0:
                 return self.schedule[self.step_in_block]
             self.block += 1
             if self.block >= self.params.num_blocks:
                 return 0
             n_mask = int((self.canvas[: self.block_end] == self.mask_id).sum())
-            self.schedule = num_transfer_tokens(n_mask, self.params.steps_per_block)
+            self.masks_left = n_mask
+            self.schedule = [] if threshold else num_transfer_tokens(n_mask, self.params.steps_per_block)
             self.step_in_block = 0
 
     def finish(self, status: SequenceStatus) -> None:
