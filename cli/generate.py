@@ -37,6 +37,9 @@ def generate(
     eos_threshold: Annotated[float, typer.Option(help="Reject when p(EOS) at the leftmost mask exceeds this "
                                                  "(1.0 turns the monitor off).")] = 0.9,
     refusal_text: Annotated[str | None, typer.Option(help="Text returned for a rejected request.")] = None,
+    parallel_threshold: Annotated[float | None, typer.Option(
+        help="Fast mode (Fast-dLLM threshold decoding): commit every token of the current block whose "
+             "p(x0) is at least this (and at least one per step); blocks end early. Off by default.")] = None,
     prefill: Annotated[str | None, typer.Option(help="Text placed after the assistant header (prefill).")] = None,
     no_chat_template: Annotated[bool, typer.Option("--no-chat-template", help="Use the raw prompt text.")] = False,
     batch: Annotated[int, typer.Option("--batch", "--max-num-seqs", help="Running slots of the batched "
@@ -57,7 +60,7 @@ def generate(
 
     params = SamplingParams(gen_length=gen_length, steps=steps, block_length=block_length,
                             temperature=temperature, remasking=remasking, eos_threshold=eos_threshold,
-                            seed=seed, refusal_text=refusal_text)
+                            seed=seed, refusal_text=refusal_text, parallel_threshold=parallel_threshold)
     if batch < 1:
         raise A2DGuardError(f"--batch must be >= 1, got {batch}")
     prompts = list(prompt or []) + (read_prompts_file(prompts_file) if prompts_file else [])

@@ -22,6 +22,17 @@ def test_json_prints_one_valid_object_per_prompt(library_outcomes):
     assert [(rec["finish_reason"], rec["token_ids"]) for rec in lines] == expected
 
 
+def test_parallel_threshold_commits_whole_blocks_of_confident_tokens(library_outcomes):
+    """The random tiny model's p(x0) is about 0.0017 everywhere: a threshold of 0.001 commits each
+    block of 8 at once (4 steps instead of 32), exactly as the library does."""
+    result = runner.invoke(app, BASE + ["--prompt", "hello", "--parallel-threshold", "0.001", "--json"])
+    assert result.exit_code == 0, result.output
+    rec = json.loads(result.stdout)
+    assert rec["steps"] == 4 and len(rec["token_ids"]) > 0
+    expected = library_outcomes(["hello"], gen_length=32, steps=32, block_length=8, parallel_threshold=0.001)
+    assert [(rec["finish_reason"], rec["token_ids"])] == expected
+
+
 def test_readable_view_marks_a_rejection():
     # A threshold near zero makes the monitor fire at the first step.
     result = runner.invoke(app, BASE + ["--prompt", "hello", "--eos-threshold", "0.0001"])
@@ -49,6 +60,7 @@ def test_version():
     (["--model", "tiny", "--prompt", "x", "--temperature", "-1"], "temperature"),
     (["--model", "tiny", "--prompt", "x", "--eos-threshold", "1.5"], "eos_threshold"),
     (["--model", "tiny", "--prompt", "x", "--remasking", "foo"], "unknown remasking mode"),
+    (["--model", "tiny", "--prompt", "x", "--parallel-threshold", "1.5"], "parallel_threshold must be None"),
     (["--model", "tiny", "--prompt", "x", "--family", "gpt"], "unknown model family"),
     (["--model", "tiny", "--prompt", "  "], "empty"),
 ])
