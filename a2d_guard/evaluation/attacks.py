@@ -84,13 +84,20 @@ class PreparedPrompt:
 def prepare(tokenizer, spec: ModelSpec, attack: str, data: EvalData, gen_length: int,
             chat: bool = True, protocol: str = "ours") -> tuple[list[PreparedPrompt], list[EvalPrompt]]:
     """(the rows that fit, the rows skipped because their canvas is longer than the model's positions)."""
+    from transformers.utils import logging as hf_logging
+
     check_attack(attack, data)
     kept, skipped = [], []
-    for prompt in data.prompts:
-        request = attack_request(attack, prompt)
-        ids = encode_attack(tokenizer, spec, request, prompt.where, chat)
-        if fits(spec, ids, gen_length, protocol):
-            kept.append(PreparedPrompt(prompt, request, ids))
-        else:
-            skipped.append(prompt)
+    verbosity = hf_logging.get_verbosity()
+    hf_logging.set_verbosity_error()  # "Token indices sequence length is longer than ...": counted here instead
+    try:
+        for prompt in data.prompts:
+            request = attack_request(attack, prompt)
+            ids = encode_attack(tokenizer, spec, request, prompt.where, chat)
+            if fits(spec, ids, gen_length, protocol):
+                kept.append(PreparedPrompt(prompt, request, ids))
+            else:
+                skipped.append(prompt)
+    finally:
+        hf_logging.set_verbosity(verbosity)
     return kept, skipped

@@ -152,6 +152,14 @@ def _protocol_completion(llm, ids: list[int], params: SamplingParams, protocol: 
         infill_token_ids=r.infill_ids)
 
 
+def _progress(items: list, enabled: bool):
+    if not enabled:
+        return items
+    from tqdm.auto import tqdm
+
+    return tqdm(items, desc="requests", unit="req")
+
+
 def evaluate_task(llm, task: EvalTask, data: EvalData, settings: EvalSettings, judge,
                   use_tqdm: bool = False, done: dict | None = None) -> tuple[dict, list[dict]]:
     """(this task's ``runs`` entry, its records): every kept row x order x τ, decoded under the protocol.
@@ -170,7 +178,7 @@ def evaluate_task(llm, task: EvalTask, data: EvalData, settings: EvalSettings, j
         completions = [out.outputs[0] for out in outputs]
     else:
         completions = [_protocol_completion(llm, item.ids, params, settings.protocol)
-                       for item, _, _, params in combos]
+                       for item, _, _, params in _progress(combos, use_tqdm)]
     judged = [judged_text(llm.tokenizer, llm.spec, c) for c in completions]
     verdicts = judge.judge_all([JudgeCase(item.prompt.behavior, text, c.finish_reason, item.prompt.context)
                                 for (item, *_), text, c in zip(combos, judged, completions, strict=True)])

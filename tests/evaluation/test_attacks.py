@@ -54,3 +54,23 @@ def test_a_bad_placeholder_names_the_row(tiny32, tmp_path):
     path.write_text(json.dumps([{"Behavior": "b", "Refined_behavior": "fill <mask:0> here"}]))
     with pytest.raises(A2DGuardError, match=r"d\.json: row 0: prompt placeholder '<mask:0>'"):
         prepare(tokenizer, spec, "dija", load_prompts(path), gen_length=16)
+
+
+def test_a_too_long_row_logs_no_tokenizer_warning(tiny32, tmp_path):
+    import logging
+
+    from a2d_guard.models.tiny import build_tiny_tokenizer
+
+    _, _, spec = tiny32
+    path = tmp_path / "p.jsonl"
+    path.write_text(json.dumps({"prompt": "go " * 600}) + "\n")
+    logged = []
+    handler = logging.Handler()
+    handler.emit = logged.append
+    logging.getLogger("transformers").addHandler(handler)
+    try:
+        kept, skipped = prepare(build_tiny_tokenizer(), spec, "plain", load_prompts(path), gen_length=16)
+    finally:
+        logging.getLogger("transformers").removeHandler(handler)
+    assert (len(kept), len(skipped)) == (0, 1)  # skipped and counted instead of the tokenizer's warning
+    assert not [r for r in logged if "Token indices sequence length" in r.getMessage()]
