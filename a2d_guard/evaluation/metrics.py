@@ -11,6 +11,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
+from pathlib import Path
 
 
 def rate(flags: list[bool]) -> float | None:
@@ -44,3 +45,20 @@ def _row(order: str, tau: float, rows: list[dict]) -> dict:
         "n_unsafe": len(unsafe),
         "unsafe_refusal": rate([r["verdict"]["refused"] for r in unsafe]),
     }
+
+
+FLAT_METRICS = ("attack_success", "over_refusal", "unsafe_refusal", "content_filter", "speedup")
+
+
+def flat_results(report: dict) -> list[dict]:
+    """``eval.json``'s top-level ``results``: one ``{"metric", "value", "dataset", setting...}`` row per
+    measured number, the shape ``a2d-guard push`` reads into the model card (``hub.read_eval_results``)."""
+    rows = []
+    for run in report["runs"]:
+        for row in run["results"]:
+            for metric in FLAT_METRICS:
+                if row[metric] is not None:
+                    rows.append({"metric": metric, "value": row[metric], "dataset": Path(run["data"]).name,
+                                 "attack": run["attack"], "order": row["order"], "threshold": row["threshold"],
+                                 "protocol": report["protocol"], "judge": report["judge"]})
+    return rows

@@ -28,7 +28,9 @@ and ``--resume`` (``resume``) decodes only the records still missing:
   ``limit``), ``num_evaluated``, ``num_skipped_too_long``, ``skipped_ids``, ``num_reused``
   (records taken from an earlier run by ``--resume``) and ``results``:
   the rows of ``metrics.summarize`` (order, threshold, n, attack_success, content_filter,
-  speedup, over_refusal, unsafe_refusal, ...);
+  speedup, over_refusal, unsafe_refusal, ...); and ``results``: the same numbers flat, one
+  ``{"metric", "value", "dataset", "attack", "order", "threshold", "protocol", "judge"}`` row
+  each (``metrics.flat_results``), which ``a2d-guard push`` puts in the model card;
 - ``summary.md``: the same as tables;
 - PNG plots when matplotlib (the ``eval`` extra) is installed (``plots``).
 """
@@ -47,7 +49,7 @@ from a2d_guard.errors import A2DGuardError
 from a2d_guard.evaluation.attacks import ORDERS, PreparedPrompt, check_attack, prepare
 from a2d_guard.evaluation.data import EvalData, load_prompts
 from a2d_guard.evaluation.judges import JudgeCase, judged_text, make_judge
-from a2d_guard.evaluation.metrics import summarize
+from a2d_guard.evaluation.metrics import flat_results, summarize
 from a2d_guard.evaluation.plots import available as plots_available
 from a2d_guard.evaluation.plots import write_plots
 from a2d_guard.evaluation.resume import load_done, record_key
@@ -201,7 +203,7 @@ def report_header(settings: EvalSettings, model: str, adapter: str | None) -> di
     return {"schema_version": SCHEMA_VERSION, "a2d_guard_version": __version__, "model": model,
             "adapter": adapter, "protocol": settings.protocol, "judge": settings.judge,
             "settings": {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(settings).items()},
-            "runs": []}
+            "runs": [], "results": []}
 
 
 def run_eval(llm, tasks: list[EvalTask], settings: EvalSettings, model: str = "", adapter: str | None = None,
@@ -219,6 +221,7 @@ def run_eval(llm, tasks: list[EvalTask], settings: EvalSettings, model: str = ""
     for task, data in zip(tasks, datas, strict=True):
         run, task_records = evaluate_task(llm, task, data, settings, judge, use_tqdm, done)
         report["runs"].append(run)
+        report["results"] = flat_results(report)
         records.extend(task_records)
         if on_task is not None:
             on_task(report, records)

@@ -59,6 +59,14 @@ def test_eval_json_shape(dija_run):
                      ("right_to_left", 0.001)]
     for row in run["results"]:
         assert row["n"] == 2 and 0.0 <= row["attack_success"] <= 1.0 and row["speedup"] >= 1.0
+    # the flat rows `a2d-guard push` reads (read through push's own reader)
+    from a2d_guard.hub import read_eval_results
+
+    flat = read_eval_results(out / "eval.json")
+    assert len(flat) == 4 * 3  # attack_success, content_filter, speedup per order x τ (no XSTest rows)
+    assert flat[0] == {"metric": "attack_success", "value": run["results"][0]["attack_success"],
+                       "dataset": "dija_advbench.json", "attack": "dija", "order": "low_confidence",
+                       "threshold": 1.0, "protocol": "ours", "judge": "keyword"}
 
 
 def test_monitor_off_at_one_and_on_below(dija_run):
