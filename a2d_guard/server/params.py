@@ -27,6 +27,7 @@ _PARAM_OF_FIELD = {
     "temperature": "temperature",
     "remasking": "remasking",
     "eos_threshold": "eos_threshold",
+    "parallel_threshold": "parallel_threshold",
     "seed": "seed",
     "logit_bias": "logit_bias",
 }
@@ -72,6 +73,8 @@ def sampling_params(req: _Request, defaults: SamplingParams, max_tokens: int | N
         remasking=req.remasking if req.remasking is not None else defaults.remasking,
         eos_threshold=req.eos_threshold if req.eos_threshold is not None else defaults.eos_threshold,
         refusal_text=req.refusal_text if req.refusal_text is not None else defaults.refusal_text,
+        parallel_threshold=(req.parallel_threshold if req.parallel_threshold is not None
+                            else defaults.parallel_threshold),
         logit_bias=req.token_bias(),
     )
     try:

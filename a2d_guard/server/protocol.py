@@ -65,6 +65,7 @@ class _Request(BaseModel):
     block_length: int | None = None
     remasking: str | None = None
     eos_threshold: float | None = None
+    parallel_threshold: float | None = None  # Fast-dLLM threshold decoding (SamplingParams.parallel_threshold)
     refusal_text: str | None = None
     # accepted at neutral values only
     top_p: float | None = None

@@ -114,6 +114,21 @@ def test_diffusion_parameters_ride_in_extra_body(client, tiny64):
     assert got.message.content == want.text and got.model_extra["a2d"]["steps"] == want.steps
 
 
+def test_parallel_threshold_rides_in_extra_body(client, tiny64):
+    """Threshold decoding per request: the random tiny model's p(x0) (~0.0017) clears 0.001
+    everywhere, so each block of 4 commits at once (2 steps, not 8); a bad value is a 400."""
+    import openai
+
+    kw = dict(steps=8, block_length=4, eos_threshold=1.0, parallel_threshold=0.001)
+    got = _chat(client, PROMPTS[5], seed=1, max_tokens=8, extra_body=kw).choices[0]
+    want = _expected(tiny64, PROMPTS[5], seed=1, gen_length=8, **kw)
+    assert want.steps == 2
+    assert got.message.content == want.text and got.model_extra["a2d"]["steps"] == want.steps
+    with pytest.raises(openai.BadRequestError) as info:
+        _chat(client, PROMPTS[5], max_tokens=8, extra_body={"parallel_threshold": 1.5})
+    assert info.value.body["param"] == "parallel_threshold" and "(0, 1]" in info.value.body["message"]
+
+
 def test_neutral_openai_fields_are_accepted(client, tiny64):
     got = _chat(client, PROMPTS[0], seed=0, top_p=1, frequency_penalty=0, presence_penalty=0, logprobs=False,
                 user="someone", response_format={"type": "text"}).choices[0]
