@@ -14,6 +14,8 @@ from typing import get_args, get_type_hints
 from a2d_guard.config import SamplingParams
 from a2d_guard.errors import A2DGuardError
 
+_SAMPLING = SamplingParams()
+
 
 @dataclass(frozen=True)
 class ServerConfig:
@@ -31,14 +33,14 @@ class ServerConfig:
     trust_remote_code: bool = False
     seed: int = 0
     shutdown_timeout: float = 30.0
-    # sampling defaults (SamplingParams fields)
-    gen_length: int = 128
-    steps: int = 128
-    block_length: int = 32
-    temperature: float = 0.0
-    remasking: str = "low_confidence"
-    eos_threshold: float = 0.9
-    refusal_text: str | None = None
+    # sampling defaults: SamplingParams' own, so the library and the server agree
+    gen_length: int = _SAMPLING.gen_length
+    steps: int = _SAMPLING.steps
+    block_length: int = _SAMPLING.block_length
+    temperature: float = _SAMPLING.temperature
+    remasking: str = _SAMPLING.remasking
+    eos_threshold: float = _SAMPLING.eos_threshold
+    refusal_text: str | None = _SAMPLING.refusal_text
 
     def __post_init__(self) -> None:
         if self.batch < 1:
