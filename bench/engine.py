@@ -7,7 +7,15 @@ One run, one model, the same requests for all three systems:
   over every position of every sequence, the batch waits for its slowest member (no early
   exit, no eviction; the A2D monitor still freezes rejected rows, they just keep their slot);
 * ``engine``: ``a2d_guard.engine`` (gathered candidate rows, fused token stats, eviction and
-  slot refill at every step).
+  slot refill at every step);
+* ``engine+threshold``: the engine with Fast-dLLM threshold decoding
+  (``SamplingParams.parallel_threshold``, one system per value of ``--parallel-threshold``,
+  named ``engine+threshold@T``). On random weights p(x0) is flat (about 1/V), so a threshold
+  such as 0.9 never fires and gains nothing; a tiny one (0.001 on ``tiny``) commits whole
+  blocks and shows the mechanics, not the quality.
+
+Every system also reports ``mean_steps``: the forward passes a request took part in
+(static: its batch's step count), the figure threshold decoding lowers.
 
 Workloads: ``uniform`` (same prompt and gen lengths), ``mixed_lengths`` (varied prompts and
 gen lengths), ``reject25`` (every 4th request forced to refuse through ``logit_bias`` on EOS).
@@ -16,6 +24,7 @@ above the loaded model; CUDA: ``max_memory_allocated``). An out-of-memory error 
 a result, not a crash. Usage::
 
     python bench/engine.py --model tiny --json                # CPU, tiny model
+    python bench/engine.py --model tiny --systems engine,engine+threshold --parallel-threshold 0.9,0.001
     python bench/engine.py --model llada8b-random --json      # GPU: LLaDA-8B shape, random bf16
 """
 
@@ -24,6 +33,7 @@ from __future__ import annotations
 import argparse
 import json
 import multiprocessing as mp
+import os
 import platform
 import resource
 import sys
@@ -138,6 +148,9 @@ def run_system(system: str, model_name: str, device: str, workload: str, cfg: di
             torch.set_num_threads(cfg["threads"])
         model, tok, spec = load(model_name, device)
         reqs = make_workload(workload, spec, **cfg)
+        if system.startswith("engine+threshold@"):
+            threshold = float(system.split("@", 1)[1])
+            reqs = [(ids, p.replace(parallel_threshold=threshold)) for ids, p in reqs]
         run = _runner(system, model, tok, spec, cfg["batch"])
         run(reqs[: min(2, len(reqs))])  # warm-up (allocator, kernels, lazy imports)
         if device.startswith("cuda"):
@@ -146,14 +159,14 @@ def run_system(system: str, model_name: str, device: str, workload: str, cfg: di
             base = torch.cuda.memory_allocated()
         base_rss = _rss_mb()
         t0 = time.perf_counter()
-        tokens = run(reqs)
+        tokens, steps = run(reqs)
         if device.startswith("cuda"):
             torch.cuda.synchronize()
         wall = time.perf_counter() - t0
         peak = ((torch.cuda.max_memory_allocated() - base) / 2**20 if device.startswith("cuda")
                 else max(0.0, _peak_rss_mb() - base_rss))
         queue.put({"requests_per_s": len(reqs) / wall, "tokens_per_s": tokens / wall, "peak_mem_mb": peak,
-                   "wall_s": wall, "requests": len(reqs)})
+                   "wall_s": wall, "requests": len(reqs), "mean_steps": steps / len(reqs)})
     except torch.OutOfMemoryError as exc:
         queue.put({"error": f"OOM: {str(exc).splitlines()[0]}"})
     except Exception as exc:  # recorded, not a crash: the other systems still report
@@ -164,16 +177,24 @@ def _runner(system, model, tok, spec, batch):
     if system == "reference":
         from a2d_guard.diffusion.reference import reference_generate
 
-        return lambda reqs: sum(len(reference_generate(model, spec, ids, p).token_ids) for ids, p in reqs)
+        def reference(reqs):
+            results = [reference_generate(model, spec, ids, p) for ids, p in reqs]
+            return sum(len(r.token_ids) for r in results), sum(r.steps for r in results)
+
+        return reference
     if system == "static":
-        return lambda reqs: sum(sum(static_generate(model, spec, reqs[i:i + batch]))
-                                for i in range(0, len(reqs), batch))
+        def static(reqs):
+            batches = [reqs[i:i + batch] for i in range(0, len(reqs), batch)]
+            tokens = sum(sum(static_generate(model, spec, b)) for b in batches)
+            return tokens, sum(len(b) * max(p.steps for _, p in b) for b in batches)  # no early exit
+
+        return static
     from a2d_guard.engine import LLM
 
     def engine(reqs):
         llm = LLM.from_loaded(model, tok, spec, max_num_seqs=batch)
         outs = llm.generate([ids for ids, _ in reqs], [p for _, p in reqs])
-        return sum(len(o.outputs[0].token_ids) for o in outs)
+        return sum(len(o.outputs[0].token_ids) for o in outs), sum(o.outputs[0].steps for o in outs)
 
     return engine
 
@@ -201,7 +222,9 @@ def main(argv=None) -> int:
     ap.add_argument("--model", default="tiny", help="tiny, a model folder, or llada8b-random (GPU)")
     ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     ap.add_argument("--workloads", default="uniform,mixed_lengths,reject25")
-    ap.add_argument("--systems", default="reference,static,engine")
+    ap.add_argument("--systems", default="reference,static,engine,engine+threshold")
+    ap.add_argument("--parallel-threshold", default="0.9",
+                    help="comma-separated thresholds for engine+threshold (one system per value)")
     ap.add_argument("--requests", type=int, default=None)
     ap.add_argument("--batch", type=int, default=None)
     ap.add_argument("--prompt-len", type=int, default=None)
@@ -221,37 +244,55 @@ def main(argv=None) -> int:
                                                 steps=args.steps, threads=args.threads).items() if v is not None}}
     device_name = torch.cuda.get_device_name(0) if args.device.startswith("cuda") else (
         f"cpu ({platform.processor() or platform.machine()}, {args.threads or torch.get_num_threads()} threads)")
+    systems = _expand_systems(args.systems, args.parallel_threshold)
     result = {"device": device_name, "model": args.model, "config": cfg, "workloads": {}}
     for workload in args.workloads.split(","):
-        row = {s: measure(s, args, workload, cfg) for s in args.systems.split(",")}
+        row = {s: measure(s, args, workload, cfg) for s in systems}
         for other in ("static", "reference"):
             if "requests_per_s" in row.get("engine", {}) and "requests_per_s" in row.get(other, {}):
                 row[f"engine_vs_{other}"] = row["engine"]["requests_per_s"] / row[other]["requests_per_s"]
+        for system in systems:
+            if system.startswith("engine+threshold@") and "requests_per_s" in row[system] \
+                    and "requests_per_s" in row.get("engine", {}):
+                row[f"{system}_vs_engine"] = row[system]["requests_per_s"] / row["engine"]["requests_per_s"]
         result["workloads"][workload] = row
         if not args.json:
             _print_row(workload, row)
-    if args.out:
-        with open(args.out, "w") as f:
+    if args.out:  # whole or not at all: a temp name, then a rename
+        tmp = f"{args.out}.tmp"
+        with open(tmp, "w") as f:
             json.dump(result, f, indent=2)
+        os.replace(tmp, args.out)
     if args.json:
         print(json.dumps(result))
     return 0
 
 
+def _expand_systems(systems: str, thresholds: str) -> list[str]:
+    """``engine+threshold`` -> ``engine+threshold@T`` for each T of ``--parallel-threshold``."""
+    out = []
+    for system in systems.split(","):
+        if system == "engine+threshold":
+            out += [f"engine+threshold@{float(t)}" for t in thresholds.split(",")]
+        else:
+            out.append(system)
+    return out
+
+
 def _print_row(workload, row) -> None:
     print(f"\n{workload}")
-    for system in ("reference", "static", "engine"):
-        r = row.get(system)
-        if r is None:
+    for system, r in row.items():
+        if not isinstance(r, dict):
             continue
         if "error" in r:
-            print(f"  {system:>9}: {r['error']}")
+            print(f"  {system:>22}: {r['error']}")
         else:
-            print(f"  {system:>9}: {r['requests_per_s']:8.2f} req/s {r['tokens_per_s']:10.1f} tok/s "
-                  f"peak {r['peak_mem_mb']:9.1f} MB")
-    for other in ("static", "reference"):
-        if f"engine_vs_{other}" in row:
-            print(f"  engine / {other}: {row[f'engine_vs_{other}']:.2f}x")
+            print(f"  {system:>22}: {r['requests_per_s']:8.2f} req/s {r['tokens_per_s']:10.1f} tok/s "
+                  f"{r['mean_steps']:7.1f} steps/request  peak {r['peak_mem_mb']:9.1f} MB")
+    for key, ratio in row.items():
+        if key.endswith(("_vs_static", "_vs_reference", "_vs_engine")):
+            system, other = key.rsplit("_vs_", 1)
+            print(f"  {system} / {other}: {ratio:.2f}x")
 
 
 if __name__ == "__main__":
