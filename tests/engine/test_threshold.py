@@ -89,6 +89,17 @@ def test_engine_equals_reference_with_thresholds(tiny64, mixed, max_num_seqs):
         assert _key(out.outputs[0]) == _key(ref), f"request {i}"
 
 
+def test_sampled_threshold_requests_match_the_reference(tiny64):
+    """Temperature > 0: the same counter-based noise picks x0 in both, and the threshold reads
+    p(x0) of the sampled token."""
+    model, tok, spec = tiny64
+    reqs = [(ids, p.replace(temperature=0.8)) for ids, p in _mixed_requests(tok, spec, n=8, seed=5)]
+    refs = [reference_generate(model, spec, ids, p) for ids, p in reqs]
+    outs = LLM.from_loaded(model, tok, spec, max_num_seqs=4).generate([i for i, _ in reqs], [p for _, p in reqs])
+    for i, (out, ref) in enumerate(zip(outs, refs, strict=True)):
+        assert _key(out.outputs[0]) == _key(ref), f"request {i}"
+
+
 def test_threshold_decoding_takes_fewer_forward_steps_than_exact_mode(tiny64):
     model, tok, spec = tiny64
     ids = encode_prompt(tok, spec, "tell me a story about cats")
