@@ -71,7 +71,7 @@ def build_app(llm, config: ServerConfig, on_ready=None) -> FastAPI:
     app.state.server = state
     _install_error_handlers(app)
 
-    def check_request(request: Request) -> None:
+    async def check_request(request: Request) -> None:  # async: no thread-pool hop per request
         if state.draining or not state.loop.is_alive:
             raise RequestError("the server is shutting down or its engine stopped; retry on another replica",
                                status=503, type="service_unavailable", code="unavailable")
