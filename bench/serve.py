@@ -47,15 +47,34 @@ def percentile(values: list[float], q: float) -> float | None:
     return s[min(len(s) - 1, int(round(q / 100 * (len(s) - 1))))]
 
 
-def body_of(ids, p, index: int) -> dict:
-    return {"model": "bench", "prompt": ids, "max_tokens": p.gen_length, "steps": p.steps,
+def body_of(ids, p, index: int, stream: bool = True) -> dict:
+    body = {"model": "bench", "prompt": ids, "max_tokens": p.gen_length, "steps": p.steps,
             "block_length": p.block_length, "eos_threshold": p.eos_threshold, "seed": p.seed,
-            "logit_bias": {str(k): v for k, v in p.logit_bias.items()}, "stream": True,
-            "stream_options": {"include_usage": True}, "user": f"req-{index}"}
+            "logit_bias": {str(k): v for k, v in p.logit_bias.items()}, "stream": stream, "user": f"req-{index}"}
+    if stream:
+        body["stream_options"] = {"include_usage": True}
+    return body
+
+
+async def one_plain_request(client, url: str, body: dict) -> dict:
+    """One non-streamed request (no time to first token: the answer arrives whole)."""
+    t0 = time.perf_counter()
+    try:
+        r = await client.post(url + "/v1/completions", json=body)
+        if r.status_code != 200:
+            return {"error": f"HTTP {r.status_code}: {r.text[:200]!r}"}
+        data = r.json()
+    except Exception as exc:
+        return {"error": f"{type(exc).__name__}: {exc}"}
+    c = data["choices"][0]
+    return {"latency": time.perf_counter() - t0, "ttft": None, "text": c["text"], "finals": [c["finish_reason"]],
+            "tokens": data["usage"]["completion_tokens"], "error": None}
 
 
 async def one_request(client, url: str, body: dict) -> dict:
     """Stream one request; returns latency, TTFT, text, finish chunks and token count."""
+    if not body["stream"]:
+        return await one_plain_request(client, url, body)
     t0 = time.perf_counter()
     ttft, text, finals, tokens, error = None, [], [], 0, None
     try:
@@ -99,9 +118,10 @@ async def drive(url: str, bodies: list[dict], concurrency: int) -> tuple[list[di
                 i, b = queue.get_nowait()
                 results[i] = await one_request(client, url, b)
 
-        t0 = time.perf_counter()
+        t0, cpu0 = time.perf_counter(), time.process_time()
         await asyncio.gather(*(worker() for _ in range(concurrency)))
         wall = time.perf_counter() - t0
+    drive.client_cpu_s = time.process_time() - cpu0  # the load generator's own share of the CPU
     return results, wall
 
 
@@ -109,7 +129,7 @@ def start_server(args, batch: int) -> tuple[subprocess.Popen, str]:
     cmd = [sys.executable, "-m", "a2d_guard.cli.main", "serve", "--model", args.model, "--port", "0",
            "--batch", str(batch), "--served-model-name", "bench", "--max-waiting", str(args.requests + 64),
            "--gen-length", str(args.gen), "--steps", str(args.steps), "--block-length", str(args.block)]
-    env = {**os.environ, "OMP_NUM_THREADS": str(args.threads)}
+    env = {**os.environ, "OMP_NUM_THREADS": str(args.server_threads)}
     proc = subprocess.Popen(cmd, stderr=subprocess.PIPE, text=True, env=env)
     for line in proc.stderr:
         m = re.search(r"http://\S+:\d+", line)
@@ -163,7 +183,7 @@ def run_offline(args, reqs) -> tuple[dict, list[str]]:
 
 
 def run_server(args, reqs, batch: int, n: int, reference) -> dict:
-    bodies = [body_of(ids, p, i) for i, (ids, p) in enumerate(reqs[:n])]
+    bodies = [body_of(ids, p, i, stream=not args.no_stream) for i, (ids, p) in enumerate(reqs[:n])]
     proc, url = start_server(args, batch)
     try:
         asyncio.run(drive(url, bodies[: min(len(bodies), args.concurrency)], args.concurrency))  # warm-up
@@ -171,6 +191,7 @@ def run_server(args, reqs, batch: int, n: int, reference) -> dict:
     finally:
         code = stop_server(proc)
     out = summarize(results, wall, reference[:n] if reference is not None else None)
+    out["client_cpu_s"] = round(drive.client_cpu_s, 2)
     out["exit_code"] = code
     return out
 
@@ -187,7 +208,11 @@ def main() -> None:
     ap.add_argument("--gen", type=int, default=32)
     ap.add_argument("--steps", type=int, default=32)
     ap.add_argument("--block", type=int, default=8)
-    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--threads", type=int, default=2, help="torch threads of offline LLM.generate")
+    ap.add_argument("--server-threads", type=int, default=1,
+                    help="torch threads of the server's engine; on a small CPU the load generator and the HTTP "
+                         "thread need a core, and busy-waiting intra-op threads would fight them for it")
+    ap.add_argument("--no-stream", action="store_true", help="plain requests (no TTFT; less client work)")
     ap.add_argument("--json", action="store_true")
     ap.add_argument("--out", default=None, help="results file (default bench/results/serve_<model>_<device>.json)")
     args = ap.parse_args()
@@ -197,9 +222,10 @@ def main() -> None:
     _, _, spec = load_model(args.model, device="cpu")
     report = {"benchmark": "serve", "model": args.model, "device": "cuda" if torch.cuda.is_available() else "cpu",
               "host": {"cpu": platform.processor() or platform.machine(), "cores": os.cpu_count(),
-                       "torch_threads": args.threads, "torch": torch.__version__},
+                       "torch_threads_offline": args.threads, "torch_threads_server": args.server_threads,
+                       "torch": torch.__version__},
               "settings": {k: getattr(args, k) for k in ("requests", "batch1_requests", "concurrency", "batch",
-                                                         "prompt_len", "gen", "steps", "block")},
+                                                         "prompt_len", "gen", "steps", "block", "no_stream")},
               "workloads": {}}
     for name in args.workloads.split(","):
         reqs = make_workload(name, spec, args.requests, args.prompt_len, args.gen, args.block, args.steps)
