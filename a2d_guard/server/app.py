@@ -27,6 +27,7 @@ from a2d_guard.errors import A2DGuardError
 from a2d_guard.server.engine_loop import EngineLoop
 from a2d_guard.server.generation import Generation
 from a2d_guard.server.metrics import ServerMetrics
+from a2d_guard.server.moderations import add_moderations
 from a2d_guard.server.params import param_of, sampling_params
 from a2d_guard.server.protocol import ChatCompletionRequest, CompletionRequest, RequestError, _Request, error_body
 from a2d_guard.server.settings import ServerConfig
@@ -132,8 +133,7 @@ def build_app(llm, config: ServerConfig, on_ready=None) -> FastAPI:
                 prompts.append(list(p))
         return await _serve(state, request, body, prompts, body.max_tokens, chat=False)
 
-    from a2d_guard.server.moderations import add_moderations  # the Guard's route (DESIGN §10)
-    add_moderations(app, state, check_request)
+    add_moderations(app, state, check_request)  # the Guard's route (DESIGN §10)
     return app
 
 
