@@ -27,18 +27,16 @@ import torch
 
 from a2d_guard.config import SamplingParams
 from a2d_guard.diffusion.confidence import choose_x0, confidence, select_top_k
-from a2d_guard.diffusion.monitor import leftmost_masked, should_reject
 from a2d_guard.diffusion.reference import (
     GenerationResult,
-    apply_logit_bias,
     check_token_ids,
+    monitored_forward,
     reference_generate,
     response_tokens,
     validate_request,
 )
 from a2d_guard.diffusion.schedule import block_end, num_transfer_tokens
 from a2d_guard.errors import A2DGuardError
-from a2d_guard.models.forward import model_logits
 from a2d_guard.models.spec import ModelSpec
 
 PROTOCOLS = ("ours", "llada", "a2d")
@@ -94,16 +92,11 @@ def _decode(model, spec: ModelSpec, canvas: torch.Tensor, prompt_length: int, pa
             continue  # the canvas would not change: no forward (as the reference sampler)
         step = steps
         steps += 1
-        logits = apply_logit_bias(model_logits(model, spec, canvas[None])[0].to(torch.float64),
-                                  params.logit_bias)  # [L, V]
-        probs = torch.softmax(logits, dim=-1)  # [L, V] unbanned: the confidence reads this
-        leftmost = leftmost_masked(canvas[None], spec.mask_id)  # [1]
-        p_eos = probs[leftmost, spec.eos_id]  # [1]
-        trace.append(float(p_eos))
-        if should_reject(canvas[None], generated[None], leftmost, p_eos, spec.mask_id, spec.end_ids,
-                         params.eos_threshold)[0]:
-            j = int(leftmost)
-            return finish("content_filter", j, float(p_eos), step, j)
+        # probs are unbanned: the confidence reads them even when EOS is banned from x0
+        logits, probs, p_eos, reject_at = monitored_forward(model, spec, canvas, generated, params)
+        trace.append(p_eos)
+        if reject_at is not None:
+            return finish("content_filter", reject_at, p_eos, step, reject_at)
         cand_logits = logits[cand]  # [N, V]
         if ban_eos:
             cand_logits = cand_logits.clone()

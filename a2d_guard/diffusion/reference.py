@@ -135,6 +135,24 @@ def block_budget(canvas: torch.Tensor, in_reach: torch.Tensor, mask_id: int, par
         yield 1
 
 
+def monitored_forward(model, spec: ModelSpec, canvas: torch.Tensor, generated: torch.Tensor,
+                      params: SamplingParams) -> tuple[torch.Tensor, torch.Tensor, float, int | None]:
+    """Steps 1-2 of a decode step: the whole canvas's float64 logits (+ logit_bias) and softmax,
+    then the A2D monitor on the canvas before any commit (DESIGN §4).
+
+    Returns (logits [L, V], probs [L, V], p(EOS) at the leftmost mask, the rejection position
+    or None). Shared by every one-sequence decode (this sampler and the eval protocols), so
+    they all read the monitor the same way.
+    """
+    logits = apply_logit_bias(model_logits(model, spec, canvas[None])[0].to(torch.float64), params.logit_bias)
+    probs = torch.softmax(logits, dim=-1)  # [L, V]
+    leftmost = leftmost_masked(canvas[None], spec.mask_id)  # [1]
+    p_eos = probs[leftmost, spec.eos_id]  # [1]
+    rejected = should_reject(canvas[None], generated[None], leftmost, p_eos, spec.mask_id, spec.end_ids,
+                             params.eos_threshold)[0]
+    return logits, probs, float(p_eos), int(leftmost) if rejected else None
+
+
 @torch.no_grad()
 def reference_generate(model, spec: ModelSpec, prompt_ids: Sequence[int], params: SamplingParams) -> GenerationResult:
     """Decode ``params.gen_length`` tokens after ``prompt_ids`` (masks in the prompt are infilled)."""
@@ -163,17 +181,11 @@ def reference_generate(model, spec: ModelSpec, prompt_ids: Sequence[int], params
                 continue
             step = steps_run
             steps_run += 1
-            logits = model_logits(model, spec, canvas[None])[0].to(torch.float64)  # [L, V]
-            logits = apply_logit_bias(logits, params.logit_bias)
-            probs = torch.softmax(logits, dim=-1)  # [L, V]
             masked = canvas == spec.mask_id  # [L]
-            leftmost = leftmost_masked(canvas[None], spec.mask_id)  # [1]
-            p_eos = probs[leftmost, spec.eos_id]  # [1]
-            trace.append(float(p_eos))
-            if should_reject(canvas[None], generated[None], leftmost, p_eos, spec.mask_id, spec.end_ids,
-                             params.eos_threshold)[0]:
-                j = int(leftmost)
-                return finish("content_filter", j, float(p_eos), step, j)
+            logits, probs, p_eos, reject_at = monitored_forward(model, spec, canvas, generated, params)
+            trace.append(p_eos)
+            if reject_at is not None:
+                return finish("content_filter", reject_at, p_eos, step, reject_at)
             cand = (masked & in_reach).nonzero().squeeze(-1)  # [N] candidate positions
             x0 = choose_x0(logits[cand], params.temperature, params.seed, step, cand)  # [N]
             conf = confidence(params.remasking, probs[cand], x0, cand, params.seed, step)  # [N]
