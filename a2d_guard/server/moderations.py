@@ -29,7 +29,7 @@ from fastapi import Depends, FastAPI
 from pydantic import BaseModel, ConfigDict
 
 from a2d_guard.errors import A2DGuardError
-from a2d_guard.server.protocol import ChatMessage, RequestError
+from a2d_guard.server.protocol import ChatMessage, RequestError, chat_turns
 
 if TYPE_CHECKING:  # pragma: no cover
     from a2d_guard.server.app import ServerState
@@ -50,10 +50,7 @@ class ModerationRequest(BaseModel):
             raise RequestError("send either input (a string or a list of strings) or messages (a chat)",
                                param="input")
         if self.messages is not None:
-            turns = [{"role": "system" if m.role == "developer" else m.role, "content": m.text()}
-                     for m in self.messages]
-            if not any(t["role"] in ("user", "system") for t in turns):
-                raise RequestError("messages holds no user or system turn; add the user's message", param="messages")
+            turns = chat_turns(self.messages)
             if turns[-1]["role"] == "assistant":
                 return [(turns[:-1], turns[-1]["content"])], "messages"
             return [(turns, None)], "messages"

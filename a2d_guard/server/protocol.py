@@ -157,12 +157,18 @@ class ChatCompletionRequest(_Request):
     max_completion_tokens: int | None = None  # OpenAI's newer name for max_tokens
 
     def turns(self) -> list[dict[str, str]]:
-        if not self.messages:
-            raise RequestError("messages is empty; send at least one user message", param="messages")
-        turns = [{"role": "system" if m.role == "developer" else m.role, "content": m.text()} for m in self.messages]
-        if all(t["role"] == "assistant" for t in turns):
-            raise RequestError("messages holds no user or system turn; add the user's message", param="messages")
-        return turns
+        return chat_turns(self.messages)
+
+
+def chat_turns(messages: list[ChatMessage]) -> list[dict[str, str]]:
+    """Messages as chat-template turns (``developer`` is OpenAI's newer name for ``system``);
+    a chat needs at least one user or system turn."""
+    if not messages:
+        raise RequestError("messages is empty; send at least one user message", param="messages")
+    turns = [{"role": "system" if m.role == "developer" else m.role, "content": m.text()} for m in messages]
+    if all(t["role"] == "assistant" for t in turns):
+        raise RequestError("messages holds no user or system turn; add the user's message", param="messages")
+    return turns
 
 
 class CompletionRequest(_Request):
