@@ -10,7 +10,8 @@ from importlib import resources
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-DATA = ("a2d_guard/py.typed", "a2d_guard/models/tiny_vocab.txt", "a2d_guard/demo/templates.yaml")
+DATA = ("a2d_guard/py.typed", "a2d_guard/models/tiny_vocab.txt", "a2d_guard/demo/templates.yaml",
+        "a2d_guard/training/recipes/paper.yaml")
 
 
 def test_installed_package_is_marked_typed():
