@@ -11,6 +11,7 @@ from dataclasses import asdict, dataclass, field, replace
 from a2d_guard.errors import A2DGuardError
 
 REMASKING_MODES = ("low_confidence", "margin", "entropy", "random", "left_to_right", "right_to_left")
+PROTOCOLS = ("ours", "llada", "a2d")  # decode protocols (DESIGN §11; defined in diffusion/protocols.py)
 
 
 @dataclass(frozen=True)
@@ -27,6 +28,12 @@ class SamplingParams:
     current block whose p(x0) is at least it, plus the candidate the remasking mode ranks
     first (at least one per step); a block ends as soon as its masks are gone, so ``steps``
     no longer fixes the step count (a block takes at most one step per mask in it).
+
+    ``protocol`` (DESIGN §11, ``diffusion/protocols.py``): ``ours`` (the above), ``llada``
+    (LLaDA's ``generate.py`` budget, no early stop) or ``a2d`` (the A2D authors' DIJA decode:
+    only the prompt's masks, one per step, at their fixed temperature, so ``gen_length`` and
+    ``temperature`` are not used). It lives here, not on the engine, because it is how *this*
+    request is decoded: requests under different protocols share one batch.
     """
 
     gen_length: int = 128
@@ -39,6 +46,7 @@ class SamplingParams:
     logit_bias: dict[int, float] = field(default_factory=dict)
     refusal_text: str | None = None
     parallel_threshold: float | None = None
+    protocol: str = "ours"
 
     def __post_init__(self) -> None:
         self.validate()
@@ -86,6 +94,13 @@ class SamplingParams:
             raise A2DGuardError(
                 f"parallel_threshold must be None (exact transfer budget) or a number in (0, 1], got "
                 f"{self.parallel_threshold!r}; e.g. 0.9 (Fast-dLLM's setting)"
+            )
+        if self.protocol not in PROTOCOLS:
+            raise A2DGuardError(f"unknown protocol {self.protocol!r}; use one of {', '.join(PROTOCOLS)}")
+        if self.protocol != "ours" and self.parallel_threshold is not None:
+            raise A2DGuardError(
+                f"parallel_threshold={self.parallel_threshold!r} works with protocol 'ours' only (the {self.protocol} "
+                "protocol fixes its own per-step budget); drop parallel_threshold or use protocol='ours'"
             )
         if not isinstance(self.seed, int) or self.seed < 0:
             raise A2DGuardError(f"seed must be a non-negative integer, got {self.seed!r}")

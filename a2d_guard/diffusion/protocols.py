@@ -15,8 +15,10 @@
   as the authors' ``process_prompt_instruct`` appends ``mask_counts`` = 36 (without its
   literal ``<startoftext>``/``<endoftext>`` text around them).
 
-All three keep the EOS monitor (τ = 1.0 turns it off, which is what the authors ran). These
-are one-sequence, readable decodes like the reference sampler (the engine runs ``ours``).
+All three keep the EOS monitor (τ = 1.0 turns it off, which is what the authors ran). The
+protocol is a request's ``SamplingParams.protocol``; ``protocol_generate`` decodes it here,
+one sequence at a time and readable like the reference sampler, as the oracle the engine
+(which batches all three, mixed in one batch) must reproduce token for token.
 """
 
 from __future__ import annotations
@@ -25,7 +27,14 @@ from collections.abc import Callable, Iterator, Sequence
 
 import torch
 
-from a2d_guard.config import SamplingParams
+from a2d_guard.config import PROTOCOLS, SamplingParams
+from a2d_guard.diffusion.canvas import (
+    A2D_FALLBACK_MASKS,
+    A2D_TEMPERATURE,
+    answer_length,
+    initial_canvas,
+    protocol_params,
+)
 from a2d_guard.diffusion.confidence import choose_x0, confidence, select_top_k
 from a2d_guard.diffusion.reference import (
     GenerationResult,
@@ -36,12 +45,9 @@ from a2d_guard.diffusion.reference import (
     validate_request,
 )
 from a2d_guard.diffusion.schedule import block_end, num_transfer_tokens
-from a2d_guard.errors import A2DGuardError
 from a2d_guard.models.spec import ModelSpec
 
-PROTOCOLS = ("ours", "llada", "a2d")
-A2D_TEMPERATURE = 0.2  # hard-coded in the A2D authors' harmbench_llada.py
-A2D_FALLBACK_MASKS = 36  # their eval.sh mask_counts, appended to a prompt without masks
+__all__ = ["PROTOCOLS", "A2D_TEMPERATURE", "A2D_FALLBACK_MASKS", "protocol_generate", "canvas_length", "full_steps"]
 
 Plan = Callable[[torch.Tensor], Iterator[tuple[int, int]]]  # canvas -> (reach end, k) per step
 
@@ -114,9 +120,7 @@ def num_prompt_masks(spec: ModelSpec, prompt_ids: Sequence[int]) -> int:
 
 def canvas_length(spec: ModelSpec, prompt_ids: Sequence[int], gen_length: int, protocol: str) -> int:
     """Positions the decode needs: prompt + answer masks (``a2d``: the prompt, or + the fallback masks)."""
-    if protocol == "a2d":
-        return len(prompt_ids) + (0 if num_prompt_masks(spec, prompt_ids) else A2D_FALLBACK_MASKS)
-    return len(prompt_ids) + gen_length
+    return len(prompt_ids) + answer_length(prompt_ids, spec.mask_id, gen_length, protocol)
 
 
 def full_steps(spec: ModelSpec, prompt_ids: Sequence[int], steps: int, protocol: str) -> int:
@@ -126,31 +130,21 @@ def full_steps(spec: ModelSpec, prompt_ids: Sequence[int], steps: int, protocol:
     return steps
 
 
-def protocol_generate(model, spec: ModelSpec, prompt_ids: Sequence[int], params: SamplingParams,
-                      protocol: str = "ours") -> GenerationResult:
-    """Decode ``prompt_ids`` under ``protocol``; ``a2d`` ignores ``gen_length`` and ``temperature``.
+def protocol_generate(model, spec: ModelSpec, prompt_ids: Sequence[int], params: SamplingParams) -> GenerationResult:
+    """Decode ``prompt_ids`` under ``params.protocol``; ``a2d`` ignores ``gen_length`` and ``temperature``.
 
-    Every request is checked as the reference sampler checks it; under ``a2d`` the positions
-    check counts the canvas actually decoded (``canvas_length``).
+    Every request is checked as the engine checks it (``validate_request``: under ``a2d`` the
+    positions check counts the canvas actually decoded).
     """
-    if protocol == "ours":
+    if params.protocol == "ours":
         return reference_generate(model, spec, prompt_ids, params)
+    validate_request(spec, prompt_ids, params)
     device = next(model.parameters()).device
-    if protocol == "llada":
-        validate_request(spec, prompt_ids, params)
-        canvas = torch.tensor(list(prompt_ids) + [spec.mask_id] * params.gen_length, device=device)  # [L]
-        return _decode(model, spec, canvas, len(prompt_ids), params,
-                       llada_plan(len(prompt_ids), params, spec.mask_id), ban_eos=False)
-    if protocol == "a2d":
-        if len(prompt_ids) == 0:
-            raise A2DGuardError("prompt is empty; pass at least one token of prompt text")
-        params = params.validate(vocab_size=spec.vocab_size)
-        ids = check_token_ids(spec, prompt_ids)
-        ids += [] if num_prompt_masks(spec, ids) else [spec.mask_id] * A2D_FALLBACK_MASKS
-        if spec.max_positions and len(ids) > spec.max_positions:
-            raise A2DGuardError(f"the a2d canvas ({len(ids)} tokens) exceeds the model's {spec.max_positions} "
-                                "positions; shorten the prompt")
-        canvas = torch.tensor(ids, device=device)  # [P] no answer canvas (or the fallback masks)
-        params = params.replace(temperature=A2D_TEMPERATURE)
-        return _decode(model, spec, canvas, len(prompt_ids), params, a2d_plan(spec.mask_id), ban_eos=True)
-    raise A2DGuardError(f"unknown protocol {protocol!r}; use one of {', '.join(PROTOCOLS)}")
+    ids = check_token_ids(spec, prompt_ids)
+    canvas = torch.tensor(initial_canvas(ids, params, spec.mask_id), device=device)  # [L]
+    if params.protocol == "llada":
+        plan = llada_plan(len(prompt_ids), params, spec.mask_id)
+    else:  # a2d: no answer canvas (or the fallback masks), one token per step, EOS banned from x0
+        plan = a2d_plan(spec.mask_id)
+    return _decode(model, spec, canvas, len(prompt_ids), protocol_params(params), plan,
+                   ban_eos=params.protocol == "a2d")

@@ -31,6 +31,7 @@ from dataclasses import dataclass, field
 import torch
 
 from a2d_guard.config import SamplingParams
+from a2d_guard.diffusion.canvas import answer_length
 from a2d_guard.diffusion.confidence import choose_x0, confidence, select_top_k
 from a2d_guard.diffusion.monitor import first_visible_end, leftmost_masked, should_reject
 from a2d_guard.diffusion.schedule import block_end, num_transfer_tokens
@@ -108,12 +109,18 @@ def check_token_ids(spec: ModelSpec, ids: Sequence[int], what: str = "prompt") -
 
 
 def validate_request(spec: ModelSpec, prompt_ids: Sequence[int], params: SamplingParams) -> None:
-    """Checks that need the model (the rest is in ``SamplingParams.validate``)."""
+    """Checks that need the model (the rest is in ``SamplingParams.validate``).
+
+    The positions check counts the canvas the request's protocol decodes (``canvas.answer_length``).
+    """
     if len(prompt_ids) == 0:
         raise A2DGuardError("prompt is empty; pass at least one token of prompt text")
     check_token_ids(spec, prompt_ids)
     params.validate(vocab_size=spec.vocab_size)
-    total = len(prompt_ids) + params.gen_length
+    total = len(prompt_ids) + answer_length(prompt_ids, spec.mask_id, params.gen_length, params.protocol)
+    if spec.max_positions and total > spec.max_positions and params.protocol == "a2d":
+        raise A2DGuardError(f"the a2d canvas ({total} tokens) exceeds the model's {spec.max_positions} positions; "
+                            "shorten the prompt")
     if spec.max_positions and total > spec.max_positions:
         raise A2DGuardError(
             f"prompt ({len(prompt_ids)} tokens) + gen_length ({params.gen_length}) = {total} exceeds the "
@@ -155,7 +162,13 @@ def monitored_forward(model, spec: ModelSpec, canvas: torch.Tensor, generated: t
 
 @torch.no_grad()
 def reference_generate(model, spec: ModelSpec, prompt_ids: Sequence[int], params: SamplingParams) -> GenerationResult:
-    """Decode ``params.gen_length`` tokens after ``prompt_ids`` (masks in the prompt are infilled)."""
+    """Decode ``params.gen_length`` tokens after ``prompt_ids`` (masks in the prompt are infilled).
+
+    This is protocol ``ours``; ``protocols.protocol_generate`` decodes any of the three.
+    """
+    if params.protocol != "ours":
+        raise A2DGuardError(f"reference_generate decodes protocol 'ours', got protocol={params.protocol!r}; "
+                            "call a2d_guard.diffusion.protocols.protocol_generate for it")
     validate_request(spec, prompt_ids, params)
     device = next(model.parameters()).device
     prompt_length = len(prompt_ids)

@@ -106,7 +106,8 @@ class EvalSettings:
 
     def params(self, order: str, tau: float) -> SamplingParams:
         return SamplingParams(gen_length=self.gen_length, steps=self.steps, block_length=self.block_length,
-                              temperature=self.temperature, remasking=order, eos_threshold=tau, seed=self.seed)
+                              temperature=self.temperature, remasking=order, eos_threshold=tau, seed=self.seed,
+                              protocol=self.protocol)
 
 
 def load_tasks(tasks: list[EvalTask], limit: int | None) -> list[EvalData]:
@@ -145,7 +146,7 @@ def _record(task: EvalTask, item: PreparedPrompt, order: str, tau: float, params
 
 def _protocol_completion(llm, ids: list[int], params: SamplingParams, protocol: str) -> CompletionOutput:
     """One decode under ``llada``/``a2d``, shaped as the engine's output."""
-    r = protocol_generate(llm.model, llm.spec, ids, params, protocol)
+    r = protocol_generate(llm.model, llm.spec, ids, params)
     decode = llm.tokenizer.decode
     return CompletionOutput(
         index=0, text=decode(r.token_ids, skip_special_tokens=True), token_ids=r.token_ids,
