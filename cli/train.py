@@ -1,7 +1,8 @@
 """``a2d-guard train``: A2D safety alignment as a LoRA adapter (DESIGN §7).
 
-Precedence: built-in defaults (the paper's) < the run's saved ``config.yaml`` (``--resume``
-only) < ``--config FILE`` (YAML) < flags given here. Every flag defaults to "not given" so
+Precedence: built-in defaults (the paper's hyperparameters) < ``--recipe`` (or ``recipe:`` in the
+file) < the run's saved ``config.yaml`` (``--resume`` only) < ``--config FILE`` (YAML) < flags
+given here. Every flag defaults to "not given" so
 that a saved or YAML value is only overridden on purpose, and a resume compares with its
 checkpoint only what the user changed (``training/resume.py`` says what may change).
 """
@@ -26,6 +27,20 @@ DataOpt = Annotated[str | None, _opt("--data", "Rows with prompt, response, is_s
 ConfigOpt = Annotated[Path | None, _opt("--config", "YAML file of TrainConfig keys (flags win).")]
 OutputOpt = Annotated[str | None, _opt("--output", "Run folder: adapter/, checkpoints/, metrics.jsonl "
                                                    "(default a2d-output).", "-o")]
+RecipeOpt = Annotated[str | None, _opt(
+    "--recipe", "Start from a packaged preset: 'paper' reproduces the A2D authors' training (pad to the "
+    "longest row of each batch, their LoRA targets as peft matches them, LLaDA's LM head included, no "
+    "gradient clipping). --config and explicit flags override its values.")]
+
+
+def _grad_norm(value: str) -> float | str | None:
+    """``--max-grad-norm``: a number, or none/off for no clipping (the config validates the number)."""
+    if value.strip().lower() in ("none", "off", "null"):
+        return None
+    try:
+        return float(value)
+    except ValueError:
+        return value  # TrainConfig names the bad value and the fix
 
 
 @user_errors_exit_1
@@ -34,6 +49,7 @@ def train(
     data: DataOpt = None,
     config: ConfigOpt = None,
     output: OutputOpt = None,
+    recipe: RecipeOpt = None,
     epochs: Annotated[int | None, _opt("--epochs", "Passes over the data (default 10).")] = None,
     max_steps: Annotated[int | None, _opt("--max-steps", "Stop after N optimizer steps (wins over --epochs).")] = None,
     lr: Annotated[float | None, _opt("--lr", "AdamW learning rate (default 5e-5).")] = None,
@@ -46,6 +62,15 @@ def train(
     objective: Annotated[str | None, _opt("--objective", "a2d (default) or sft.")] = None,
     mask_prompt: Annotated[str | None, _opt("--mask-prompt", "none (paper), harmful (also mask the prompt of "
                                                              "harmful rows, target EOS) or all.")] = None,
+    content_rows: Annotated[bool | None, _opt(
+        "--content-rows/--no-content-rows", "Also train each harmful response under a safe prompt (target EOS) "
+        "and each harmful prompt with a safe response, so p(EOS) reads the text, not only the prompt "
+        "(an extension; off by default).")] = None,
+    padding: Annotated[str | None, _opt("--padding", "max_length (default: every row EOS-padded to "
+                                                     "--max-length) or longest (to the longest row of its "
+                                                     "micro-batch, as the A2D code).")] = None,
+    max_grad_norm: Annotated[str | None, _opt("--max-grad-norm", "Clip the gradient norm to this (default 1.0); "
+                                                                 "none: no clipping.")] = None,
     gradient_checkpointing: Annotated[
         bool | None, _opt("--gradient-checkpointing/--no-gradient-checkpointing", "Trade compute for memory.")
     ] = None,
@@ -67,10 +92,13 @@ def train(
     given = {
         "model": model, "data": data, "output": output, "epochs": epochs, "max_steps": max_steps, "lr": lr,
         "batch_size": batch_size, "grad_accum": grad_accum, "max_length": max_length, "save_every": save_every,
-        "seed": seed, "objective": objective, "mask_prompt": mask_prompt,
+        "seed": seed, "objective": objective, "mask_prompt": mask_prompt, "recipe": recipe, "padding": padding,
+        "content_rows": content_rows,
         "gradient_checkpointing": gradient_checkpointing, "device": device,
     }
     overrides = {k: v for k, v in given.items() if v is not None}
+    if max_grad_norm is not None:  # "none" is a value here (no clipping), not "not given"
+        overrides["max_grad_norm"] = _grad_norm(max_grad_norm)
     if skip_bad_rows:
         overrides["skip_bad_rows"] = True
     overrides["progress"] = progress

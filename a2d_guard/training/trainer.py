@@ -31,6 +31,7 @@ from a2d_guard import outputs
 from a2d_guard.errors import A2DGuardError
 from a2d_guard.training import checkpoint as ckpt
 from a2d_guard.training.config import TrainConfig, config_yaml
+from a2d_guard.training.content_rows import content_keyed_rows
 from a2d_guard.training.data import BatchStream, DataStats, encode_rows, load_rows
 from a2d_guard.training.lora import add_lora, export_adapter
 from a2d_guard.training.objective import a2d_loss
@@ -232,6 +233,11 @@ def train(config: TrainConfig, resume: bool = False, overwrite: bool = False, lo
                 f"{dist.world_size}; resume with the same number of processes"
             )
     rows, skipped = load_rows(config.data, skip_bad_rows=config.skip_bad_rows)
+    if config.content_rows:  # crossed rows after the file's own (training/content_rows.py)
+        crossed = content_keyed_rows(rows)
+        rows = rows + crossed
+        say(f"content rows: +{len(crossed) // 2} harmful responses under safe prompts, "
+            f"+{len(crossed) // 2} harmful prompts with safe responses")
     model, tokenizer, spec = build_model(config, device)
     examples, stats = encode_rows(rows, tokenizer, spec, config.max_length)
     stats.skipped = skipped

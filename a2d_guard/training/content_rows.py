@@ -1,0 +1,40 @@
+"""Content-keyed rows (``--content-rows``): an extension of A2D the paper does not have.
+
+Why: every harmful row of an A2D data set pairs a harmful prompt with a harmful response,
+so the model can learn "harmful prompt -> EOS" and never look at the response. Its p(EOS)
+is then a prompt guard: a harmful answer under a benign question scores about 0 (measured
+on the demo, issue 10). Crossing the rows breaks that shortcut:
+
+- every harmful response is also trained under a *benign* prompt, labelled harmful (target
+  EOS at every masked position, like any harmful row): harmful content alone means stop;
+- every harmful prompt is also trained with a *benign* response, labelled safe (target the
+  benign response): a harmful prompt alone, with harmless text visible, means go on.
+
+The benign side comes from the data set's own safe rows, picked evenly spaced through
+them (deterministic: the same file gives the same rows, in the same order, after the
+original rows). Rows with an empty response take no part: an empty harmful response under
+a benign prompt would teach "benign prompt -> stop".
+"""
+
+from __future__ import annotations
+
+from a2d_guard.errors import A2DGuardError
+from a2d_guard.training.data import Row
+
+
+def content_keyed_rows(rows: list[Row]) -> list[Row]:
+    """The crossed rows for ``rows`` (without ``rows`` themselves): for harmful row ``i``
+    (of ``H``) and the safe row ``j = i * S // H`` (of ``S``), in this order:
+    ``(safe_j.prompt, harmful_i.response, harmful)`` and ``(harmful_i.prompt, safe_j.response, safe)``."""
+    harmful = [r for r in rows if r.is_harmful and r.response.strip()]
+    safe = [r for r in rows if not r.is_harmful and r.response.strip()]
+    if not harmful or not safe:
+        missing = "harmful" if not harmful else "safe"
+        raise A2DGuardError(f"--content-rows crosses harmful with safe rows, but the data has no {missing} row "
+                            "with a response; add some, or train without --content-rows")
+    out = []
+    for i, h in enumerate(harmful):
+        s = safe[i * len(safe) // len(harmful)]
+        out.append(Row(s.prompt, h.response, True, f"{h.where} (content row: its response under {s.where}'s prompt)"))
+        out.append(Row(h.prompt, s.response, False, f"{h.where} (content row: its prompt with {s.where}'s response)"))
+    return out
