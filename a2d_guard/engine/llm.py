@@ -18,11 +18,13 @@ class LLM:
 
     ``max_num_seqs`` is the number of running slots (the CLI's ``--batch``). Prompts are
     strings (chat template applied, ``<mask:N>`` expanded) or lists of token ids (used as is).
+    ``cache``: "none" (exact mode, token-identical to the reference sampler), "prefix" or
+    "dual" (fast mode: Fast-dLLM's block K/V cache, DESIGN §12; approximate, much cheaper).
     """
 
     def __init__(self, model: str = "tiny", adapter: str | Path | None = None, max_num_seqs: int = 64,
                  dtype=None, device=None, family: str | None = None, trust_remote_code: bool = False,
-                 seed: int = 0, chat_template: bool = True, _loaded=None):
+                 seed: int = 0, chat_template: bool = True, cache: str = "none", _loaded=None):
         if _loaded is None:
             from a2d_guard.models import load_model
 
@@ -30,12 +32,14 @@ class LLM:
                                  trust_remote_code=trust_remote_code, seed=seed)
         self.model, self.tokenizer, self.spec = _loaded
         self.chat_template = chat_template
-        self.engine = LLMEngine(self.model, self.tokenizer, self.spec, max_num_seqs=max_num_seqs)
+        self.engine = LLMEngine(self.model, self.tokenizer, self.spec, max_num_seqs=max_num_seqs, cache=cache)
 
     @classmethod
-    def from_loaded(cls, model, tokenizer, spec, max_num_seqs: int = 64, chat_template: bool = True) -> LLM:
+    def from_loaded(cls, model, tokenizer, spec, max_num_seqs: int = 64, chat_template: bool = True,
+                    cache: str = "none") -> LLM:
         """Wrap an already loaded (model, tokenizer, spec), e.g. from ``load_model``."""
-        return cls(max_num_seqs=max_num_seqs, chat_template=chat_template, _loaded=(model, tokenizer, spec))
+        return cls(max_num_seqs=max_num_seqs, chat_template=chat_template, cache=cache,
+                   _loaded=(model, tokenizer, spec))
 
     def encode(self, prompt: str, prefill: str | None = None) -> list[int]:
         return encode_prompt(self.tokenizer, self.spec, prompt, prefill=prefill, chat=self.chat_template)

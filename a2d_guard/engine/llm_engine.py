@@ -21,12 +21,14 @@ from a2d_guard.models.spec import ModelSpec
 
 
 class LLMEngine:
-    def __init__(self, model, tokenizer, spec: ModelSpec, max_num_seqs: int = 64):
+    def __init__(self, model, tokenizer, spec: ModelSpec, max_num_seqs: int = 64, cache: str = "none"):
+        """``cache``: "none" (exact mode), "prefix" or "dual" (fast mode's block K/V cache, DESIGN §12)."""
         if not isinstance(max_num_seqs, int) or max_num_seqs < 1:
             raise A2DGuardError(f"max_num_seqs must be a positive integer, got {max_num_seqs!r}")
         self.model, self.tokenizer, self.spec = model, tokenizer, spec
-        self.runner = ModelRunner(model, spec)
-        self.scheduler = Scheduler(max_num_seqs, self.runner.device)
+        self.cache = cache
+        self.runner = ModelRunner(model, spec, cache=cache, max_num_seqs=max_num_seqs)
+        self.scheduler = Scheduler(max_num_seqs, self.runner.device, kv_pool=self.runner.kv_pool)
         self._ids = itertools.count()
         self._known: dict[str, Sequence] = {}  # unfinished requests by id
         self._aborted: list[Sequence] = []  # reported by the next step()
@@ -73,6 +75,11 @@ class LLMEngine:
                 break
             out.append(tok)
         return out
+
+    @property
+    def token_forwards(self) -> int:
+        """Token positions run through the model body so far (the hardware-independent cost)."""
+        return self.runner.token_forwards
 
     @property
     def num_running(self) -> int:

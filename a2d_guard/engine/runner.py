@@ -22,7 +22,9 @@ from torch.nn.utils.rnn import pad_sequence
 from a2d_guard import ops
 from a2d_guard.config import REMASKING_MODES
 from a2d_guard.diffusion.monitor import first_visible_end, should_reject
+from a2d_guard.engine.cached_forward import BlockCache, check_cache_mode
 from a2d_guard.engine.sequence import Sequence
+from a2d_guard.errors import A2DGuardError
 from a2d_guard.models.spec import ModelSpec
 
 _MODE_INDEX = {mode: i for i, mode in enumerate(REMASKING_MODES)}
@@ -62,11 +64,27 @@ def _parallel_threshold(seq: Sequence) -> float:
 
 
 class ModelRunner:
-    def __init__(self, model, spec: ModelSpec):
+    """``cache``: "none" (exact mode: the whole canvas every step) or "prefix"/"dual" (fast
+    mode, DESIGN §12: :class:`BlockCache` computes the hidden rows; everything after the
+    hidden rows, from the LM head to the commit, is the same code in both modes).
+    ``token_forwards`` counts token positions run through the body (padding included)."""
+
+    def __init__(self, model, spec: ModelSpec, cache: str = "none", max_num_seqs: int = 64):
         self.model = model
         self.spec = spec
         self.body, self.head = split_body_head(model)
         self.device = next(model.parameters()).device
+        self.token_forwards = 0
+        self.block_cache = None
+        if check_cache_mode(cache) != "none":
+            if self.head is None:
+                raise A2DGuardError(f"cache={cache!r} needs a model with a separate LM head (Llama/Qwen2-shaped); "
+                                    "use cache='none'")
+            self.block_cache = BlockCache(model, self.body, spec, cache, max_num_seqs)
+
+    @property
+    def kv_pool(self):
+        return None if self.block_cache is None else self.block_cache.pool
 
     def _hidden_rows(self, input_ids, attention_mask, seq_idx, pos_idx) -> torch.Tensor:
         """Logits of the candidate rows only.  # [M, V]"""
@@ -104,7 +122,13 @@ class ModelRunner:
         counts = torch.bincount(seq_idx, minlength=b)  # [B]; >= 1 each: k >= 1 guarantees a candidate
         starts = torch.cumsum(counts, 0) - counts  # first (= leftmost) row of each sequence
 
-        logits = self._hidden_rows(input_ids, attention_mask, seq_idx, pos_idx)  # [M, V]
+        if self.block_cache is None:
+            logits = self._hidden_rows(input_ids, attention_mask, seq_idx, pos_idx)  # [M, V]
+            self.token_forwards += input_ids.numel()
+        else:
+            hidden, spent = self.block_cache.hidden_rows(seqs, input_ids, seq_idx, pos_idx)  # [M, D]
+            logits = self.head(hidden)  # [M, V]
+            self.token_forwards += spent
         logits = self._apply_logit_bias(logits, seqs, seq_idx)
         stats = ops.token_stats(logits, spec.eos_id, temperature[seq_idx], seeds[seq_idx], steps[seq_idx], pos_idx,
                                 validate=False)
@@ -140,6 +164,8 @@ class ModelRunner:
             s.canvas = input_ids[i, : s.length]
         summary = torch.stack([p_eos, rejected.double(), leftmost.double(), stop_at.double(), is_full.double(),
                                bad_seq.double(), masks_left.double()], 1).tolist()  # one host sync
+        if self.block_cache is not None:
+            self.block_cache.after_step(seqs, [int(row[2]) for row in summary])
         return [
             StepOutcome(p_eos=row[0], rejected=bool(row[1]), reject_position=int(row[2]), stop_position=int(row[3]),
                         is_full=bool(row[4]), masks_left=int(row[6]), error="non-finite logits" if row[5] else None)

@@ -55,6 +55,9 @@ class Sequence:
     reject_position: int | None = None
     stop_position: int | None = None
     error: str | None = None
+    kv_slot: int | None = None  # fast mode: this sequence's slot in the engine's K/V pool
+    kv_block: int = -1  # fast mode: the block whose first-step K/V the slot holds
+    kv_window: tuple[int, int] = (0, 0)  # fast mode: [start, end) recomputed at the block's later steps
     arrival_time: float = field(default_factory=time.monotonic)
     first_scheduled_time: float | None = None
     finished_time: float | None = None
