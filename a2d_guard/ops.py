@@ -89,7 +89,7 @@ def gather_rows(hidden: torch.Tensor, seq_idx: torch.Tensor, pos_idx: torch.Tens
 
 def token_stats(logits: torch.Tensor, eos_id: int, temperature: torch.Tensor,
                 seeds: torch.Tensor, steps: torch.Tensor, positions: torch.Tensor,
-                *, validate: bool = True) -> TokenStats:
+                *, validate: bool = True, ban_eos: torch.Tensor | None = None) -> TokenStats:
     """x0 and every confidence of each candidate row in one pass over its logits.
 
     logits [M, V] (fp16/bf16/fp32/fp64, after logit_bias, untempered); per row [M]:
@@ -100,11 +100,13 @@ def token_stats(logits: torch.Tensor, eos_id: int, temperature: torch.Tensor,
     CPU reference is float64 and equals the reference sampler bit for bit; the CUDA kernel
     accumulates in float32 (float64 for float64 logits), so it matches to rounding and x0
     may differ only where two tokens' scores tie to rounding. ``validate=False`` skips the
-    temperature value check (one host sync on CUDA).
+    temperature value check (one host sync on CUDA). ``ban_eos`` [M] bool (None: no row):
+    those rows never choose EOS as x0, while every statistic, p_x0 included, reads the
+    unbanned softmax (the ``a2d`` decode protocol).
     """
     from a2d_guard.triton_kernels import token_stats as kernels
 
     args = (logits, eos_id, temperature, seeds, steps, positions)
     if use_kernel(logits):
-        return kernels.token_stats(*args, validate=validate)
-    return kernels.token_stats_ref(*args, validate=validate)
+        return kernels.token_stats(*args, validate=validate, ban_eos=ban_eos)
+    return kernels.token_stats_ref(*args, validate=validate, ban_eos=ban_eos)

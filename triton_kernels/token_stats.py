@@ -12,6 +12,9 @@ Per row (x = logits, p = softmax(x), all untempered; T = temperature):
   x0          = argmax_i x_i                  if T == 0
               = argmax_i (x_i + T * g_i)      if T > 0, g_i = -log(-log u_i) (Gumbel-max:
                 argmax of logits + Gumbel noise is a sample from softmax(x / T))
+                over i != eos_id on rows with ban_eos (the A2D authors' decode, protocol
+                ``a2d``: EOS can never be chosen, but every number below still comes
+                from the unbanned softmax, so p_x0 is the chosen token's unbanned p)
   p_x0        = p[x0] = exp(x[x0] - m) / s
   margin      = p_top1 - p_top2 = (exp(x_(1) - m) - exp(x_(2) - m)) / s
   neg_entropy = Σ p_i log p_i = t / s - log s,  t = Σ exp(x_i - m) (x_i - m)
@@ -66,7 +69,7 @@ def _describe(t) -> str:
     return repr(type(t).__name__)
 
 
-def _check_args(logits, eos_id, temperature, seeds, steps, positions, validate: bool) -> None:
+def _check_args(logits, eos_id, temperature, seeds, steps, positions, validate: bool, ban_eos=None) -> None:
     """Raise ValueError naming the bad argument; ``validate`` also checks temperature values
     (one host sync on CUDA)."""
     if not isinstance(logits, torch.Tensor) or logits.dim() != 2:
@@ -90,6 +93,10 @@ def _check_args(logits, eos_id, temperature, seeds, steps, positions, validate: 
         if t.device != logits.device:
             raise ValueError(f"{name} is on {t.device} but logits is on {logits.device}; "
                              "move them to one device")
+    if ban_eos is not None and (not isinstance(ban_eos, torch.Tensor) or ban_eos.dtype != torch.bool
+                                or ban_eos.shape != (m,) or ban_eos.device != logits.device):
+        raise ValueError(f"ban_eos must be None or a 1-D [M] bool tensor with M = {m} on {logits.device}, "
+                         f"got {_describe(ban_eos)}")
     if validate and m > 0 and not bool(((temperature >= 0) & temperature.isfinite()).all()):
         raise ValueError("temperature must be finite and >= 0 for every row "
                          "(0 = greedy argmax, > 0 = Gumbel-max sampling)")
@@ -100,14 +107,18 @@ def _check_args(logits, eos_id, temperature, seeds, steps, positions, validate: 
 
 def token_stats_ref(logits: torch.Tensor, eos_id: int, temperature: torch.Tensor,
                     seeds: torch.Tensor, steps: torch.Tensor, positions: torch.Tensor,
-                    *, validate: bool = True) -> TokenStats:
+                    *, validate: bool = True, ban_eos: torch.Tensor | None = None) -> TokenStats:
     """Float64 torch reference, op for op the reference sampler's (``diffusion/confidence.py``:
     ``choose_x0`` and ``confidence``), so the engine's CPU path equals the oracle bit for bit.
-    Rows with T > 0 get Gumbel noise; greedy rows skip it."""
-    _check_args(logits, eos_id, temperature, seeds, steps, positions, validate)
+    Rows with T > 0 get Gumbel noise; greedy rows skip it. ``ban_eos`` [M] bool: those rows
+    choose x0 with EOS's logit at -inf, as the ``a2d`` protocol's decoder does."""
+    _check_args(logits, eos_id, temperature, seeds, steps, positions, validate, ban_eos)
     m, v = logits.shape
     x = logits.to(torch.float64)  # [M, V]
-    probs = torch.softmax(x, dim=-1)  # [M, V]
+    probs = torch.softmax(x, dim=-1)  # [M, V] unbanned: every statistic reads it
+    if ban_eos is not None:
+        eos_col = torch.arange(v, device=x.device) == eos_id  # [V]
+        x = x.masked_fill(ban_eos[:, None] & eos_col[None, :], float("-inf"))  # [M, V] scores of x0 only
     x0 = x.argmax(dim=-1) if m > 0 else torch.zeros(0, dtype=torch.int64, device=x.device)
     hot = (temperature > 0).nonzero().squeeze(-1)  # [H] rows that sample
     if hot.numel() > 0:
@@ -164,9 +175,9 @@ if triton is not None:
 
     @triton.jit
     def _token_stats_kernel(
-        logits_ptr, temp_ptr, seed_ptr, step_ptr, pos_ptr,
+        logits_ptr, temp_ptr, seed_ptr, step_ptr, pos_ptr, ban_ptr,
         x0_ptr, px0_ptr, margin_ptr, negent_ptr, peos_ptr, rand_ptr,
-        V, eos_off, stride_m, stride_v,
+        V, eos_id, eos_off, stride_m, stride_v,
         BLOCK_V: tl.constexpr, ACC: tl.constexpr,
     ):
         """One program per row; loops over V in BLOCK_V tiles keeping only running scalars."""
@@ -176,6 +187,7 @@ if triton is not None:
         seed = tl.load(seed_ptr + row)
         step = tl.load(step_ptr + row)
         pos = tl.load(pos_ptr + row)
+        ban = tl.load(ban_ptr + row) != 0  # EOS may not be x0 on this row (protocol a2d)
         prefix = counter_prefix_tl(seed, step, pos)  # row's hash state, token index mixed in below
 
         neg_inf = float("-inf")
@@ -216,12 +228,18 @@ if triton is not None:
             m = m_new
 
             # argmax of the score; later tiles only win on a strictly larger score, so ties
-            # go to the lowest index. Greedy rows reuse the top-1 (no noise, no extra pass).
+            # go to the lowest index. Greedy rows reuse the top-1 (no noise, no extra pass)
+            # unless EOS is banned: then the score is x with EOS at -inf (p_x0 still reads x).
+            xa = tl.where(ban & (cols == eos_id), neg_inf, x)  # [BLOCK_V]
             if temp > 0:
-                score = x + temp * _gumbel_tl(counter_finish_tl(prefix, cols), ACC)  # [BLOCK_V]
+                score = xa + temp * _gumbel_tl(counter_finish_tl(prefix, cols), ACC)  # [BLOCK_V]
                 sb = tl.max(score, axis=0)
                 ib = tl.min(tl.where(score == sb, cols, V), axis=0)
                 xb = tl.max(tl.where(cols == ib, x, neg_inf), axis=0)
+            elif ban:
+                sb = tl.max(xa, axis=0)
+                ib = tl.min(tl.where(xa == sb, cols, V), axis=0)
+                xb = sb
             else:
                 sb = t1
                 ib = i1
@@ -245,16 +263,17 @@ if triton is not None:
 
 def token_stats(logits: torch.Tensor, eos_id: int, temperature: torch.Tensor,
                 seeds: torch.Tensor, steps: torch.Tensor, positions: torch.Tensor,
-                *, validate: bool = True, block_v: int | None = None,
+                *, validate: bool = True, ban_eos: torch.Tensor | None = None, block_v: int | None = None,
                 num_warps: int | None = None) -> TokenStats:
     """Launch the fused kernel: one program per row of ``logits`` [M, V].
 
+    ``ban_eos`` [M] bool (None: no row): as in ``token_stats_ref``.
     ``block_v`` (a power of two) is the vocab tile; by default min(next_pow2(V), 4096).
     Tests pass a small one so the online (multi-tile) path runs on tiny V.
     """
     if triton is None:
         raise ValueError("token_stats needs Triton; call token_stats_ref instead")
-    _check_args(logits, eos_id, temperature, seeds, steps, positions, validate)
+    _check_args(logits, eos_id, temperature, seeds, steps, positions, validate, ban_eos)
     _check_runnable(logits)
     m, v = logits.shape
     if v >= 2**31 - 1:
@@ -271,11 +290,13 @@ def token_stats(logits: torch.Tensor, eos_id: int, temperature: torch.Tensor,
     if m == 0:
         return TokenStats(x0, *outs)
     acc = tl.float64 if logits.dtype == torch.float64 else tl.float32
+    ban = (torch.zeros(m, dtype=torch.int8, device=dev) if ban_eos is None
+           else ban_eos.to(torch.int8).contiguous())  # [M]
     temperature, seeds, steps, positions = (
         a.contiguous() for a in (temperature, seeds, steps, positions))
     _token_stats_kernel[(m,)](
-        logits, temperature, seeds, steps, positions, x0, *outs,
-        v, eos_id * logits.stride(1), logits.stride(0), logits.stride(1),
+        logits, temperature, seeds, steps, positions, ban, x0, *outs,
+        v, eos_id, eos_id * logits.stride(1), logits.stride(0), logits.stride(1),
         BLOCK_V=block_v, ACC=acc, num_warps=num_warps,
     )
     return TokenStats(x0, *outs)

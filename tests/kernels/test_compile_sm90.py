@@ -42,23 +42,23 @@ out = {}
 sig = {"seed_ptr": "*i64", "step_ptr": "*i64", "pos_ptr": "*i64", "index_ptr": "*i64",
        "out_ptr": "*fp64", "n": "i32", "BLOCK": "constexpr"}
 out["counter_uniform"] = build(rng._counter_uniform_kernel, sig, {"BLOCK": 128}, 4)
-names = ["logits_ptr", "temp_ptr", "seed_ptr", "step_ptr", "pos_ptr", "x0_ptr", "px0_ptr",
+names = ["logits_ptr", "temp_ptr", "seed_ptr", "step_ptr", "pos_ptr", "ban_ptr", "x0_ptr", "px0_ptr",
          "margin_ptr", "negent_ptr", "peos_ptr", "rand_ptr"]
-ptrs = ["*fp64", "*i64", "*i64", "*i64", "*i64", "*fp64", "*fp64", "*fp64", "*fp64", "*fp64"]
+ptrs = ["*fp64", "*i64", "*i64", "*i64", "*i8", "*i64", "*fp64", "*fp64", "*fp64", "*fp64", "*fp64"]
 # contiguous rows (stride_v == 1 is specialised to a constant, as the JIT does at run
 # time: the vectorised path) for every dtype, plus a strided float32 variant
 for dt, acc, contiguous in (("bf16", tl.float32, True), ("fp16", tl.float32, True),
                             ("fp32", tl.float32, True), ("fp32", tl.float32, False),
                             ("fp64", tl.float64, True)):
     sig = dict(zip(names, ["*" + dt] + ptrs))
-    sig.update(V="i32", eos_off="i32", stride_m="i32",
+    sig.update(V="i32", eos_id="i32", eos_off="i32", stride_m="i32",
                stride_v="constexpr" if contiguous else "i32",
                BLOCK_V="constexpr", ACC="constexpr")
     consts = {"BLOCK_V": 4096, "ACC": acc}
     if contiguous:
         consts["stride_v"] = 1
     key = "token_stats_" + dt + ("" if contiguous else "_strided")
-    out[key] = build(ts._token_stats_kernel, sig, consts, 8, aligned=(0, 11, 13))
+    out[key] = build(ts._token_stats_kernel, sig, consts, 8, aligned=(0, 12, 15))
 sig = {"hidden_ptr": "*bf16", "seq_ptr": "*i64", "pos_ptr": "*i64", "out_ptr": "*bf16",
        "D": "i32", "stride_b": "i32", "stride_l": "i32", "stride_d": "constexpr",
        "stride_om": "i32", "BLOCK_D": "constexpr"}

@@ -217,6 +217,59 @@ def test_kernel_no_rows(device):
         assert all(t.shape == (0,) for t in out) and out.x0.dtype == torch.int64
 
 
+# --- EOS banned from x0 (protocol a2d) ---------------------------------------------------------
+
+
+def _eos_favoured(m: int, v: int, eos_id: int, dtype=torch.float32, seed: int = 3):
+    """Rows whose argmax is EOS (so a ban changes x0), greedy and sampled, every other row banned."""
+    logits, temps, seeds, steps, positions = _rows(m, v, dtype, seed=seed)
+    logits[:, eos_id] = logits.max(dim=1).values + 4.0  # EOS wins every greedy row, most sampled ones
+    ban = torch.arange(m) % 2 == 0  # [M]
+    return logits, temps, seeds, steps, positions, ban
+
+
+def test_ref_ban_eos_equals_the_a2d_decoders_choice():
+    """Banned rows choose x0 as ``protocols._decode`` does (EOS's logit at -inf, then
+    ``choose_x0``); every statistic, p_x0 included, stays the unbanned softmax's."""
+    logits, temps, seeds, steps, positions, ban = _eos_favoured(6, 37, 5, torch.float64)
+    got = ts.token_stats_ref(logits, 5, temps, seeds, steps, positions, ban_eos=ban)
+    free = ts.token_stats_ref(logits, 5, temps, seeds, steps, positions)
+    probs = torch.softmax(logits, dim=-1)  # [M, V] unbanned
+    for r in range(6):
+        row = logits[r:r + 1].clone()
+        if ban[r]:
+            row[:, 5] = float("-inf")
+        x0 = conf.choose_x0(row, float(temps[r]), int(seeds[r]), int(steps[r]), positions[r:r + 1])
+        assert int(got.x0[r]) == int(x0[0]), r
+        assert (int(got.x0[r]) != 5) if ban[r] else (int(got.x0[r]) == int(free.x0[r])), r
+        assert torch.equal(got.p_x0[r], probs[r, int(x0[0])])
+    assert int(free.x0[0]) == 5  # the ban is what changed the greedy row's choice
+    for name in ("margin", "neg_entropy", "p_eos", "rand_conf"):
+        assert torch.equal(getattr(got, name), getattr(free, name)), name
+
+
+@needs_triton
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("m, v, block_v, eos_id", [(6, 37, 16, 0), (5, 300, 64, 299), (4, 40, 16, 20)])
+def test_kernel_ban_eos_matches_ref(device, dtype, m, v, block_v, eos_id):
+    args = _to(device, *_eos_favoured(m, v, eos_id, dtype))
+    got = ts.token_stats(args[0], eos_id, *args[1:5], ban_eos=args[5], block_v=block_v)
+    want = ts.token_stats_ref(args[0], eos_id, *args[1:5], ban_eos=args[5])
+    _assert_matches_ref(got, want, *args[:5])
+    banned = args[5].cpu()
+    assert not bool((got.x0.cpu()[banned] == eos_id).any())
+    assert bool((got.x0.cpu()[~banned & (args[1].cpu() == 0)] == eos_id).all())
+
+
+@pytest.mark.parametrize("fn", [pytest.param(ts.token_stats, marks=needs_triton), ts.token_stats_ref])
+@pytest.mark.parametrize("ban, match", [(torch.ones(3, dtype=torch.bool), "ban_eos must be None or a 1-D"),
+                                        (torch.ones(2, dtype=torch.int64), "ban_eos must be None or a 1-D")])
+def test_bad_ban_eos_raises_value_error(fn, ban, match):
+    logits, temps, seeds, steps, positions = _rows(2, 10)
+    with pytest.raises(ValueError, match=match):
+        fn(logits, 0, temps, seeds, steps, positions, ban_eos=ban)
+
+
 # --- the Gumbel noise ------------------------------------------------------------------------
 
 if ts.triton is not None:
