@@ -44,6 +44,8 @@ def generate(
     no_chat_template: Annotated[bool, typer.Option("--no-chat-template", help="Use the raw prompt text.")] = False,
     batch: Annotated[int, typer.Option("--batch", "--max-num-seqs", help="Running slots of the batched "
                                        "engine (requests decoded per model step).")] = 16,
+    cache: Annotated[str, typer.Option("--cache", help="K/V cache of the engine: none (exact mode), prefix or dual "
+                                       "(fast mode: Fast-dLLM's block cache, approximate).")] = "none",
     reference: Annotated[bool, typer.Option("--reference", help="Use the one-sequence reference sampler "
                                             "(the golden oracle) instead of the engine.")] = False,
     seed: SeedOpt = 0,
@@ -55,6 +57,7 @@ def generate(
 ) -> None:
     """Generate with a diffusion LM; unsafe requests are rejected by the A2D EOS monitor."""
     from a2d_guard.config import SamplingParams
+    from a2d_guard.engine.cached_forward import check_cache_mode
     from a2d_guard.errors import A2DGuardError
     from a2d_guard.models import load_model
 
@@ -63,6 +66,9 @@ def generate(
                             seed=seed, refusal_text=refusal_text, parallel_threshold=parallel_threshold)
     if batch < 1:
         raise A2DGuardError(f"--batch must be >= 1, got {batch}")
+    check_cache_mode(cache)
+    if reference and cache != "none":
+        raise A2DGuardError("--reference is the exact one-sequence sampler; drop --cache or --reference")
     prompts = list(prompt or []) + (read_prompts_file(prompts_file) if prompts_file else [])
     if not prompts:
         raise A2DGuardError("no prompt given; pass --prompt TEXT or --prompts-file FILE")
@@ -71,7 +77,7 @@ def generate(
     loaded = load_model(model, adapter=adapter, dtype=dtype, device=device, family=family,
                         trust_remote_code=trust_remote_code, seed=seed)
     records = (_run_reference if reference else _run_engine)(loaded, prompts, params, prefill, not no_chat_template,
-                                                              batch)
+                                                              batch, cache)
     for record in records:
         if as_json:
             typer.echo(json.dumps(record, ensure_ascii=False))
@@ -111,10 +117,10 @@ def read_prompts_file(path: Path) -> list[str]:
     return prompts
 
 
-def _run_engine(loaded, prompts, params, prefill, chat, batch) -> list[dict]:
+def _run_engine(loaded, prompts, params, prefill, chat, batch, cache) -> list[dict]:
     from a2d_guard.engine import LLM
 
-    llm = LLM.from_loaded(*loaded, max_num_seqs=batch, chat_template=chat)
+    llm = LLM.from_loaded(*loaded, max_num_seqs=batch, chat_template=chat, cache=cache)
     ids = [llm.encode(p, prefill=prefill) for p in prompts]
     outputs = llm.generate(ids, params)
     records = []
@@ -125,7 +131,7 @@ def _run_engine(loaded, prompts, params, prefill, chat, batch) -> list[dict]:
     return records
 
 
-def _run_reference(loaded, prompts, params, prefill, chat, batch) -> list[dict]:
+def _run_reference(loaded, prompts, params, prefill, chat, batch, cache) -> list[dict]:
     from a2d_guard.diffusion.prompts import encode_prompt
     from a2d_guard.diffusion.reference import reference_generate
 

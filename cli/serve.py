@@ -23,6 +23,9 @@ def serve(
     adapter: Annotated[str | None, typer.Option("--adapter", help="A PEFT LoRA adapter folder to apply.")] = None,
     batch: Annotated[int | None, typer.Option("--batch", "--max-num-seqs", help="Running slots: requests "
                                               "decoded together in every model step (default: 64).")] = None,
+    cache: Annotated[str | None, typer.Option("--cache", help="K/V cache: none (exact mode), prefix or dual "
+                                              "(fast mode: Fast-dLLM's block cache, approximate; "
+                                              "default: none).")] = None,
     host: Annotated[str | None, typer.Option(help="Address to listen on (default: 127.0.0.1).")] = None,
     port: Annotated[int | None, typer.Option(help="Port (0 = any free port) (default: 8000).")] = None,
     api_key: Annotated[str | None, typer.Option("--api-key", envvar="A2D_GUARD_API_KEY", show_envvar=True,
@@ -53,7 +56,7 @@ def serve(
 
     _check_serve_extra()
     settings = load_server_config(config).merged(
-        model=model, adapter=adapter, batch=batch, host=host, port=port, api_key=api_key or None,
+        model=model, adapter=adapter, batch=batch, cache=cache, host=host, port=port, api_key=api_key or None,
         max_waiting=max_waiting, served_model_name=served_model_name, gen_length=gen_length, steps=steps,
         block_length=block_length, eos_threshold=eos_threshold, refusal_text=refusal_text,
         shutdown_timeout=shutdown_timeout, dtype=dtype, device=device, family=family,
@@ -68,8 +71,8 @@ def serve(
 
     def ready(_state) -> None:
         auth = "API key required" if settings.api_key else "no API key"
-        typer.echo(f"a2d-guard serving {settings.model_name!r} on {url_of(sock)} "
-                   f"(batch {settings.batch}, max waiting {settings.max_waiting}, {auth}); Ctrl-C to stop", err=True)
+        typer.echo(f"a2d-guard serving {settings.model_name!r} on {url_of(sock)} (batch {settings.batch}, "
+                   f"cache {settings.cache}, max waiting {settings.max_waiting}, {auth}); Ctrl-C to stop", err=True)
 
     with _exit_0_after_drain():
         run(llm, settings, sock, on_ready=ready)

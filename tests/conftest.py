@@ -51,17 +51,17 @@ def scripted():
     return ScriptedModel
 
 
-def _library_outcomes(prompts, model: str = "tiny", adapter=None, **params):
+def _library_outcomes(prompts, model: str = "tiny", adapter=None, cache: str = "none", **params):
     from a2d_guard.config import SamplingParams
     from a2d_guard.engine import LLM
 
-    outs = LLM(model=model, adapter=adapter).generate(prompts, SamplingParams(**params))
+    outs = LLM(model=model, adapter=adapter, cache=cache).generate(prompts, SamplingParams(**params))
     return [(o.outputs[0].finish_reason, o.outputs[0].token_ids) for o in outs]
 
 
 @pytest.fixture
 def library_outcomes():
-    """``library_outcomes(prompts, model=, adapter=, **sampling_params)`` -> [(finish_reason, token_ids)]:
+    """``library_outcomes(prompts, model=, adapter=, cache=, **sampling_params)`` -> [(finish_reason, token_ids)]:
     what ``LLM.generate`` gives for the same requests, so a CLI test can assert the exact outcome."""
     return _library_outcomes
 

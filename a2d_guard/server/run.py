@@ -41,7 +41,7 @@ def load_llm(config: ServerConfig):
 
     return LLM(config.model, adapter=config.adapter, max_num_seqs=config.batch, dtype=config.dtype,
                device=config.device, family=config.family, trust_remote_code=config.trust_remote_code,
-               seed=config.seed)
+               seed=config.seed, cache=config.cache)
 
 
 def make_server(llm, config: ServerConfig, on_ready: Callable | None = None):

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import get_args, get_type_hints
 
 from a2d_guard.config import SamplingParams
+from a2d_guard.engine.cached_forward import CACHE_MODES
 from a2d_guard.errors import A2DGuardError
 
 _SAMPLING = SamplingParams()
@@ -22,6 +23,7 @@ class ServerConfig:
     model: str = "tiny"
     adapter: str | None = None
     batch: int = 64  # running slots (max_num_seqs): requests sharing one model step
+    cache: str = "none"  # engine K/V cache: none (exact mode) | prefix | dual (fast mode, DESIGN §12)
     host: str = "127.0.0.1"
     port: int = 8000
     api_key: str | None = field(default=None, repr=False)  # never printed
@@ -45,6 +47,8 @@ class ServerConfig:
     def __post_init__(self) -> None:
         if self.batch < 1:
             raise A2DGuardError(f"--batch must be >= 1, got {self.batch}")
+        if self.cache not in CACHE_MODES:
+            raise A2DGuardError(f"--cache {self.cache!r} is not a cache mode; use one of {', '.join(CACHE_MODES)}")
         if self.max_waiting < 0:
             raise A2DGuardError(f"--max-waiting must be >= 0, got {self.max_waiting}")
         if not 0 <= self.port <= 65535:

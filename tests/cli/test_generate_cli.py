@@ -52,6 +52,15 @@ def test_version():
     assert result.exit_code == 0 and result.stdout.startswith("a2d-guard ")
 
 
+@pytest.mark.parametrize("cache", ["dual", "prefix"])
+def test_cache_runs_fast_mode_as_the_library_does(library_outcomes, cache):
+    result = runner.invoke(app, BASE + ["--prompt", "hello", "--prompt", "how are you", "--cache", cache, "--json"])
+    assert result.exit_code == 0, result.output
+    got = [json.loads(line) for line in result.stdout.strip().splitlines()]
+    expected = library_outcomes(["hello", "how are you"], cache=cache, gen_length=32, steps=32, block_length=8)
+    assert [(rec["finish_reason"], rec["token_ids"]) for rec in got] == expected
+
+
 @pytest.mark.parametrize("args, message", [
     (["--model", "./no/such/folder", "--prompt", "x"], "does not exist"),
     (["--model", "tiny", "--prompt", "x", "--gen-length", "30", "--block-length", "8"], "not divisible"),
@@ -63,6 +72,8 @@ def test_version():
     (["--model", "tiny", "--prompt", "x", "--parallel-threshold", "1.5"], "parallel_threshold must be None"),
     (["--model", "tiny", "--prompt", "x", "--family", "gpt"], "unknown model family"),
     (["--model", "tiny", "--prompt", "  "], "empty"),
+    (["--model", "tiny", "--prompt", "x", "--cache", "fast"], "unknown cache mode 'fast'; use one of none, prefix"),
+    (["--model", "tiny", "--prompt", "x", "--cache", "dual", "--reference"], "drop --cache or --reference"),
 ])
 def test_bad_input_is_one_line_and_exit_1(args, message):
     result = runner.invoke(app, ["generate", *args])

@@ -28,7 +28,7 @@ def tiny64():
 def running_server(loaded, **settings):
     """A server on its own engine (same weights) for one test or module."""
     config = ServerConfig(**{"port": 0, **DEFAULTS, **settings})
-    llm = LLM.from_loaded(*loaded, max_num_seqs=config.batch)
+    llm = LLM.from_loaded(*loaded, max_num_seqs=config.batch, cache=config.cache)
     server = BackgroundServer(llm, config)
     url = server.start()
     try:

@@ -179,3 +179,22 @@ def test_completions_take_several_prompts_and_token_ids(client, tiny64):
     by_ids = client.completions.create(model="tiny", prompt=ids, max_tokens=8, seed=0)
     assert by_ids.choices[0].text == got.choices[0].text
     assert got.usage.prompt_tokens == len(ids) + len(LLM.from_loaded(*tiny64, chat_template=False).encode(PROMPTS[1]))
+
+
+def test_a_fast_mode_server_answers_as_the_library_does(tiny64):
+    """``serve --cache dual``: the server's engine runs the block cache; 8 concurrent chats through
+    the official client get exactly what ``LLM(cache="dual")`` gives one by one."""
+    import openai
+
+    from .conftest import running_server
+
+    with running_server(tiny64, cache="dual", batch=4) as (url, state):
+        client = openai.OpenAI(base_url=url + "/v1", api_key="unused", max_retries=0)
+        with ThreadPoolExecutor(8) as pool:
+            got = list(pool.map(lambda i: _chat(client, PROMPTS[i % len(PROMPTS)], seed=i).choices[0], range(8)))
+        assert state.llm.engine.runner.kv_pool is not None
+    for i, choice in enumerate(got):
+        llm = LLM.from_loaded(*tiny64, max_num_seqs=1, cache="dual")
+        want = llm.generate([llm.encode(PROMPTS[i % len(PROMPTS)])], SamplingParams(**DEFAULTS, seed=i))[0].outputs[0]
+        assert (choice.message.content, choice.finish_reason) == (want.text, want.finish_reason)
+

@@ -41,6 +41,7 @@ def test_demo_model_without_a_demo_folder(tmp_path, monkeypatch):
     (["--max-waiting", "-1"], "--max-waiting must be >= 0"),
     (["--gen-length", "30", "--block-length", "8"], "not divisible by block_length"),
     (["--eos-threshold", "2"], "eos_threshold must be in (0, 1]"),
+    (["--cache", "full"], "--cache 'full' is not a cache mode; use one of none, prefix, dual"),
 ])
 def test_bad_flags(args, expected):
     r = _serve(*args, "--port", "0")
