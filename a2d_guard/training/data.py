@@ -8,6 +8,12 @@ Layout of one example (A2D / LLaDA SFT, arXiv 2502.09992 §2.3): the chat-templa
 (generation prompt added, one BOS), then the raw response, right-padded with EOS to
 ``max_length`` and cut there. Padding is part of the answer: it teaches the model to stop,
 and the LLaDA loss divides by the answer length including it.
+
+``padding="longest"`` (the A2D authors' ``pad_sequence`` collate, ``--recipe paper``) cuts
+each micro-batch to its longest row instead: a row's answer length and its number of
+EOS-padding positions then depend on the other rows of its batch (and the longest row has
+no EOS at all). Under it, W processes with batch B no longer see exactly the batches one
+process with batch W * B sees: each pads to its own longest row.
 """
 
 from __future__ import annotations
@@ -52,6 +58,7 @@ class Example:
     content_span: tuple[int, int]  # [start, end) of the user text inside the prompt
     is_harmful: bool
     truncated: bool
+    length: int = 0  # prompt + response ids before the EOS padding (0: unknown, the whole row)
 
 
 @dataclass
@@ -236,7 +243,8 @@ def encode_row(tokenizer, spec: ModelSpec, row: Row, max_length: int) -> Example
     truncated = len(response_ids) > room
     response_ids = response_ids[:room]
     ids = prompt_ids + response_ids + [spec.eos_id] * (room - len(response_ids))
-    return Example(tuple(ids), len(prompt_ids), span, row.is_harmful, truncated)
+    return Example(tuple(ids), len(prompt_ids), span, row.is_harmful, truncated,
+                   length=len(prompt_ids) + len(response_ids))
 
 
 def encode_rows(rows: list[Row], tokenizer, spec: ModelSpec, max_length: int) -> tuple[list[Example], DataStats]:
@@ -260,11 +268,24 @@ def encode_rows(rows: list[Row], tokenizer, spec: ModelSpec, max_length: int) ->
     return examples, stats
 
 
-def collate(examples: list[Example], row_seeds: list[int] | None = None) -> Batch:
+def batch_length(examples: list[Example], padding: str = "max_length") -> int:
+    """Columns of the batch: ``max_length`` (every row's full width), or for ``longest`` the
+    longest row before padding, and at least one response position (a batch of empty responses
+    would otherwise have nothing to mask)."""
+    full = len(examples[0].input_ids)
+    if padding == "max_length":
+        return full
+    longest = max(e.length or full for e in examples)
+    return min(full, max(longest, max(e.prompt_length for e in examples) + 1))
+
+
+def collate(examples: list[Example], row_seeds: list[int] | None = None, padding: str = "max_length") -> Batch:
+    """Stack ``examples`` into a ``Batch`` of ``batch_length`` columns (rows are EOS-padded)."""
     if row_seeds is None:
         row_seeds = list(range(len(examples)))
+    width = batch_length(examples, padding)
     return Batch(
-        input_ids=torch.tensor([e.input_ids for e in examples], dtype=torch.long),  # [B, L]
+        input_ids=torch.tensor([e.input_ids[:width] for e in examples], dtype=torch.long),  # [B, L]
         prompt_lengths=torch.tensor([e.prompt_length for e in examples], dtype=torch.long),  # [B]
         content_spans=torch.tensor([e.content_span for e in examples], dtype=torch.long),  # [B, 2]
         is_harmful=torch.tensor([e.is_harmful for e in examples], dtype=torch.bool),  # [B]
@@ -291,8 +312,10 @@ class BatchStream:
     exactly what one process with batch W * B sees.
     """
 
-    def __init__(self, examples: list[Example], batch_size: int, seed: int, rank: int = 0, world_size: int = 1):
+    def __init__(self, examples: list[Example], batch_size: int, seed: int, rank: int = 0, world_size: int = 1,
+                 padding: str = "max_length"):
         self.examples = examples
+        self.padding = padding
         self.batch_size = batch_size
         self.seed = seed
         self.rank = rank
@@ -322,7 +345,7 @@ class BatchStream:
 
     def batch(self, micro_step: int) -> Batch:
         seeds = [row_seed(self.seed, p) for p in self.positions(micro_step)]
-        return collate([self.examples[i] for i in self.indices(micro_step)], seeds)
+        return collate([self.examples[i] for i in self.indices(micro_step)], seeds, self.padding)
 
     def epoch_at(self, micro_step: int) -> float:
         return micro_step * self.batch_size * self.world_size / len(self.examples)

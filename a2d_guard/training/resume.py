@@ -32,7 +32,8 @@ from typing import Any
 from a2d_guard.errors import A2DGuardError
 from a2d_guard.training.config import TrainConfig
 
-STRUCTURAL_KEYS = ("model", "model_seed", "family", "finetune", "lora_r", "lora_alpha", "lora_targets")
+STRUCTURAL_KEYS = ("model", "model_seed", "family", "finetune", "lora_r", "lora_alpha", "lora_targets",
+                   "lora_target_names")
 FREE_KEYS = ("output", "save_every", "keep_checkpoints", "log_every", "progress", "device",
              "gradient_checkpointing", "skip_bad_rows")
 LENGTH_KEYS = ("epochs", "max_steps")

@@ -146,13 +146,21 @@ def build_model(config: TrainConfig, device: torch.device):
     if config.finetune == "lora":
         with torch.random.fork_rng(devices=[]):  # LoRA A is random: seed it, leave the global RNG alone
             torch.manual_seed(config.seed)
-            model = add_lora(model, spec, config.lora_r, config.lora_alpha, config.lora_dropout, config.lora_targets)
+            model = add_lora(model, spec, config.lora_r, config.lora_alpha, config.lora_dropout, config.lora_targets,
+                             naming=config.lora_target_names)
     model.train()
     return model, tokenizer, spec
 
 
 def trainable_parameters(model) -> list[tuple[str, torch.nn.Parameter]]:
     return [(n, p) for n, p in model.named_parameters() if p.requires_grad]
+
+
+def clip_gradients(params: list[torch.nn.Parameter], max_grad_norm: float | None) -> None:
+    """Scale the gradients to a total norm of at most ``max_grad_norm``; ``None`` leaves them
+    as they are (the A2D authors' loop has no clipping; ours clips at 1.0 for stability)."""
+    if max_grad_norm is not None:
+        torch.nn.utils.clip_grad_norm_(params, max_grad_norm)
 
 
 # ---------------------------------------------------------------- the loop
@@ -242,6 +250,8 @@ def train(config: TrainConfig, resume: bool = False, overwrite: bool = False, lo
     examples, stats = encode_rows(rows, tokenizer, spec, config.max_length)
     stats.skipped = skipped
     say(f"data: {len(rows)} rows from {config.data}: {stats.summary()}")
+    if config.finetune == "lora":  # what the adapter edits (a recipe may reach the LM head)
+        say(f"LoRA targets: {', '.join(sorted(model.peft_config['default'].target_modules))}")
 
     # 2. optimizer, DDP, restored state
     named = trainable_parameters(model)
@@ -262,7 +272,7 @@ def train(config: TrainConfig, resume: bool = False, overwrite: bool = False, lo
 
         model = DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
 
-    stream = BatchStream(examples, config.batch_size, config.seed, dist.rank, dist.world_size)
+    stream = BatchStream(examples, config.batch_size, config.seed, dist.rank, dist.world_size, config.padding)
     steps_per_epoch = math.ceil(stream.micro_batches_per_epoch() / config.grad_accum)
     total_steps = config.max_steps or config.epochs * steps_per_epoch
 
@@ -317,8 +327,7 @@ def train(config: TrainConfig, resume: bool = False, overwrite: bool = False, lo
                     terms = a2d_loss(model, spec, batch, config.objective, config.mask_prompt, config.eps, device)
                     (terms.loss / config.grad_accum).backward()
                 totals.add(terms, batch.input_ids.numel())
-            if config.max_grad_norm:
-                torch.nn.utils.clip_grad_norm_([p for _, p in named], config.max_grad_norm)
+            clip_gradients([p for _, p in named], config.max_grad_norm)
             optimizer.step()
             optimizer.zero_grad(set_to_none=True)
 
