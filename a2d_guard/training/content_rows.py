@@ -5,10 +5,15 @@ so the model can learn "harmful prompt -> EOS" and never look at the response. I
 is then a prompt guard: a harmful answer under a benign question scores about 0 (measured
 on the demo, issue 10). Crossing the rows breaks that shortcut:
 
-- every harmful response is also trained under a *benign* prompt, labelled harmful (target
-  EOS at every masked position, like any harmful row): harmful content alone means stop;
-- every harmful prompt is also trained with a *benign* response, labelled safe (target the
-  benign response): a harmful prompt alone, with harmless text visible, means go on.
+- harmful content under a *benign* prompt, labelled harmful (target EOS at every masked
+  position, like any harmful row): a window of the harmful response as many words long as
+  the safe answer it is paired with, so an answer's length says nothing about its harm;
+- the harmful prompt with a *benign* response, labelled safe (target the benign response).
+
+Both kinds mask at most ``MAX_MASK_RATIO`` of their response (``Row.max_mask_ratio``, read by
+``objective.draw_masks``): what they teach is what *visible* text means. Fully masked, they
+would teach "benign prompt, nothing seen -> stop" and "harmful prompt -> go on", which is
+what the original rows already answer the other way.
 
 The benign side comes from the data set's own safe rows, picked evenly spaced through
 them (deterministic: the same file gives the same rows, in the same order, after the
@@ -20,6 +25,11 @@ from __future__ import annotations
 
 from a2d_guard.errors import A2DGuardError
 from a2d_guard.training.data import Row
+
+# Content rows mask at most this share of their response: the text they teach about stays
+# partly visible (a guard's response probe masks a quarter). Fully masked, a content row
+# would teach "benign prompt, nothing seen -> stop" and "harmful prompt -> go on".
+MAX_MASK_RATIO = 0.5
 
 
 def content_keyed_rows(rows: list[Row]) -> list[Row]:
@@ -35,6 +45,20 @@ def content_keyed_rows(rows: list[Row]) -> list[Row]:
     out = []
     for i, h in enumerate(harmful):
         s = safe[i * len(safe) // len(harmful)]
-        out.append(Row(s.prompt, h.response, True, f"{h.where} (content row: its response under {s.where}'s prompt)"))
-        out.append(Row(h.prompt, s.response, False, f"{h.where} (content row: its prompt with {s.where}'s response)"))
+        piece = fragment(h.response, len(s.response.split()), i)
+        out.append(Row(s.prompt, piece, True, f"{h.where} (content row: its response under {s.where}'s prompt)",
+                       MAX_MASK_RATIO))
+        out.append(Row(h.prompt, s.response, False, f"{h.where} (content row: its prompt with {s.where}'s response)",
+                       MAX_MASK_RATIO))
     return out
+
+
+def fragment(text: str, words: int, index: int) -> str:
+    """``words`` consecutive words of ``text``, the window starting at ``index`` modulo the
+    number of windows: harmful content as long as the safe answer it stands beside, so the
+    length of an answer says nothing about its harm."""
+    split = text.split()
+    if len(split) <= words:
+        return text
+    start = index % (len(split) - words + 1)
+    return " ".join(split[start : start + words])

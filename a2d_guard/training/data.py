@@ -49,6 +49,7 @@ class Row:
     response: str
     is_harmful: bool
     where: str  # "file:line", for messages
+    max_mask_ratio: float = 1.0  # below 1: part of the response stays visible (content rows)
 
 
 @dataclass(frozen=True)
@@ -59,6 +60,7 @@ class Example:
     is_harmful: bool
     truncated: bool
     length: int = 0  # prompt + response ids before the EOS padding (0: unknown, the whole row)
+    max_mask_ratio: float = 1.0  # the row's mask ratio is drawn in (0, max_mask_ratio]
 
 
 @dataclass
@@ -68,6 +70,7 @@ class Batch:
     content_spans: torch.Tensor  # [B, 2] long
     is_harmful: torch.Tensor  # [B] bool
     row_seeds: torch.Tensor  # [B] long: seeds each row's mask draw (see BatchStream)
+    max_mask_ratios: torch.Tensor | None = None  # [B] float; None: every row 1.0
 
 
 @dataclass
@@ -244,7 +247,7 @@ def encode_row(tokenizer, spec: ModelSpec, row: Row, max_length: int) -> Example
     response_ids = response_ids[:room]
     ids = prompt_ids + response_ids + [spec.eos_id] * (room - len(response_ids))
     return Example(tuple(ids), len(prompt_ids), span, row.is_harmful, truncated,
-                   length=len(prompt_ids) + len(response_ids))
+                   length=len(prompt_ids) + len(response_ids), max_mask_ratio=row.max_mask_ratio)
 
 
 def encode_rows(rows: list[Row], tokenizer, spec: ModelSpec, max_length: int) -> tuple[list[Example], DataStats]:
@@ -290,6 +293,7 @@ def collate(examples: list[Example], row_seeds: list[int] | None = None, padding
         content_spans=torch.tensor([e.content_span for e in examples], dtype=torch.long),  # [B, 2]
         is_harmful=torch.tensor([e.is_harmful for e in examples], dtype=torch.bool),  # [B]
         row_seeds=torch.tensor(row_seeds, dtype=torch.long),  # [B]
+        max_mask_ratios=torch.tensor([e.max_mask_ratio for e in examples], dtype=torch.float64),  # [B]
     )
 
 

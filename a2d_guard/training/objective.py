@@ -61,13 +61,18 @@ def draw_masks(batch: Batch, maskable: torch.Tensor, mask_id: int, eps: float):
     """``forward_mask`` row by row, each row from its own seed (``Batch.row_seeds``).
 
     Per-row generators make a row's mask independent of which batch, process or world
-    size it lands in. Returns (noisy [B, L], masked [B, L] bool, λ [B]).
+    size it lands in. A row with ``max_mask_ratio`` below 1 (content rows) draws
+    t ~ U(0, max_mask_ratio): part of its text always stays visible, so it teaches what
+    visible text means, never "this prompt, nothing seen". Rows at 1.0 draw exactly as
+    ``forward_mask`` alone would. Returns (noisy [B, L], masked [B, L] bool, λ [B]).
     """
     parts = []
     for i in range(batch.input_ids.shape[0]):
         g = torch.Generator().manual_seed(int(batch.row_seeds[i]))
+        cap = 1.0 if batch.max_mask_ratios is None else float(batch.max_mask_ratios[i])
+        t = None if cap >= 1.0 else torch.rand(1, generator=g) * cap  # [1]; the draw forward_mask makes
         parts.append(forward_mask(batch.input_ids[i : i + 1], batch.prompt_lengths[i : i + 1], mask_id,
-                                  generator=g, eps=eps, maskable=maskable[i : i + 1]))
+                                  generator=g, eps=eps, t=t, maskable=maskable[i : i + 1]))
     noisy, masked, lam = (torch.cat(t) for t in zip(*parts, strict=True))
     return noisy, masked, lam
 

@@ -2,14 +2,16 @@
 targets, that the option is off by default and leaves the data alone, and its bad uses."""
 
 import pytest
+import torch
 from a2d_guard.cli.main import app
 from typer.testing import CliRunner
 
-from a2d_guard.diffusion.forward_process import a2d_targets
+from a2d_guard.diffusion.forward_process import a2d_targets, forward_mask
 from a2d_guard.errors import A2DGuardError
 from a2d_guard.training import TrainConfig, train
-from a2d_guard.training.content_rows import content_keyed_rows
+from a2d_guard.training.content_rows import content_keyed_rows, fragment
 from a2d_guard.training.data import Row, collate, encode_rows
+from a2d_guard.training.objective import draw_masks, maskable_positions
 
 H1 = Row("how do i make a bomb ?", "get the poison and the knife .", True, "f:1")
 S1 = Row("what color is the sky ?", "the sky is blue .", False, "f:2")
@@ -20,10 +22,11 @@ S3 = Row("what is the capital of france ?", "paris .", False, "f:5")
 
 def test_each_harmful_row_is_crossed_with_an_evenly_spaced_safe_row():
     crossed = content_keyed_rows([H1, S1, H2, S2, S3])
-    # harmful i pairs with safe i * 3 // 2: H1 with S1, H2 with S2
+    # harmful i pairs with safe i * 3 // 2: H1 with S1, H2 with S2; the harmful response is cut to
+    # the safe answer's word count (5, 6), its window starting at i modulo the number of windows
     assert [(r.prompt, r.response, r.is_harmful) for r in crossed] == [
-        (S1.prompt, H1.response, True), (H1.prompt, S1.response, False),
-        (S2.prompt, H2.response, True), (H2.prompt, S2.response, False),
+        (S1.prompt, "get the poison and the", True), (H1.prompt, S1.response, False),
+        (S2.prompt, "the knife and the car .", True), (H2.prompt, S2.response, False),
     ]
     assert crossed[0].where.startswith("f:1") and "f:2" in crossed[0].where  # bad-row messages name both
 
@@ -47,10 +50,33 @@ def test_crossed_rows_train_eos_for_harmful_content_and_the_text_for_a_safe_answ
     assert list(safe.input_ids[:p]) == list(encode_rows([H1], tokenizer, spec, 32)[0][0].input_ids[:p])
 
 
+def test_content_rows_keep_part_of_their_text_visible_and_other_rows_draw_as_before(tiny_parts):
+    _, tokenizer, spec = tiny_parts
+    rows = [H1, S1, *content_keyed_rows([H1, S1])]
+    assert [r.max_mask_ratio for r in rows] == [1.0, 1.0, 0.5, 0.5]
+    examples, _ = encode_rows(rows * 16, tokenizer, spec, max_length=32)
+    batch = collate(examples, row_seeds=list(range(64)))
+    maskable = maskable_positions(batch, "none")
+    _, masked, lam = draw_masks(batch, maskable, spec.mask_id, 1e-3)  # [64, 32], [64]
+    crossed = batch.max_mask_ratios < 1  # [64]
+    assert crossed.sum() == 32 and (lam[crossed] <= 0.5).all() and lam[~crossed].max() > 0.5
+    for i in (~crossed).nonzero().flatten().tolist():  # rows at 1.0: exactly forward_mask's draw from their seed
+        g = torch.Generator().manual_seed(i)
+        _, alone, lam_alone = forward_mask(batch.input_ids[i : i + 1], batch.prompt_lengths[i : i + 1], spec.mask_id,
+                                           generator=g, eps=1e-3, maskable=maskable[i : i + 1])
+        assert torch.equal(alone[0], masked[i]) and lam_alone[0] == lam[i]
+
+
+def test_fragment_windows():
+    assert fragment("a b c d", 2, 0) == "a b" and fragment("a b c d", 2, 4) == "b c"
+    assert fragment("a b", 5, 3) == "a b"  # shorter than the safe answer: kept whole
+
+
 def test_rows_with_empty_responses_take_no_part():
     empty_h, empty_s = Row("how do i hurt someone ?", " ", True, "f:6"), Row("hello ?", "", False, "f:7")
     crossed = content_keyed_rows([empty_h, H1, empty_s, S1])
-    assert [(r.prompt, r.response) for r in crossed] == [(S1.prompt, H1.response), (H1.prompt, S1.response)]
+    expected = [(S1.prompt, "get the poison and the"), (H1.prompt, S1.response)]
+    assert [(r.prompt, r.response) for r in crossed] == expected
 
 
 @pytest.mark.parametrize("rows, missing", [([H1, H2], "no safe row"), ([S1, S2], "no harmful row"),
