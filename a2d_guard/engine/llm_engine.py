@@ -11,6 +11,7 @@ import itertools
 from collections.abc import Sequence as Seq
 
 from a2d_guard.config import SamplingParams
+from a2d_guard.diffusion.canvas import protocol_params
 from a2d_guard.diffusion.reference import check_token_ids, response_tokens, validate_request
 from a2d_guard.engine.outputs import CompletionOutput, RequestMetrics, RequestOutput
 from a2d_guard.engine.runner import ModelRunner
@@ -43,7 +44,7 @@ class LLMEngine:
             raise A2DGuardError(f"request_id {request_id!r} is already in use; pass a unique id")
         prompt_ids = check_token_ids(self.spec, prompt_ids)  # ints in the vocabulary; no silent int() of 2.5
         validate_request(self.spec, prompt_ids, params)
-        seq = Sequence(request_id, prompt, prompt_ids, params, self.spec.mask_id)
+        seq = Sequence(request_id, prompt, prompt_ids, protocol_params(params), self.spec.mask_id)
         self.scheduler.add(seq)
         self._known[request_id] = seq
         return request_id
@@ -127,10 +128,10 @@ class LLMEngine:
         elif outcome.rejected:
             seq.reject_step, seq.reject_position = step, outcome.reject_position
             seq.finish(SequenceStatus.FINISHED_REJECTED)
-        elif outcome.stop_position >= 0:
+        elif outcome.stop_position >= 0 and seq.stops_at_visible_eos:
             seq.stop_position = outcome.stop_position
             seq.finish(SequenceStatus.FINISHED_STOPPED)
-        elif outcome.is_full:
+        elif outcome.is_full or seq.is_exhausted:  # llada's last budget spent: its slot is free now
             seq.finish(SequenceStatus.FINISHED_LENGTH)
 
     def _output(self, seq: Sequence) -> RequestOutput:

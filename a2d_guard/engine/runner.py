@@ -102,11 +102,11 @@ class ModelRunner:
         b = len(seqs)
         # Per-sequence scalars in two host-to-device copies (ints, floats).
         ints = torch.tensor([[s.length, s.block_end, s.prompt_length, s.params.seed, s.num_steps,
-                              _MODE_INDEX[s.params.remasking], k] for s, k in zip(seqs, ks, strict=True)],
-                            dtype=torch.int64).to(dev)  # [B, 7]
+                              _MODE_INDEX[s.params.remasking], k, s.params.protocol == "a2d"]
+                             for s, k in zip(seqs, ks, strict=True)], dtype=torch.int64).to(dev)  # [B, 8]
         floats = torch.tensor([[float(s.params.temperature), float(s.params.eos_threshold),
                                 _parallel_threshold(s)] for s in seqs], dtype=torch.float64).to(dev)  # [B, 3]
-        lengths, block_ends, prompt_lengths, seeds, steps, modes, k = ints.unbind(1)
+        lengths, block_ends, prompt_lengths, seeds, steps, modes, k, ban_eos = ints.unbind(1)
         temperature, thresholds, parallel = floats.unbind(1)
 
         input_ids = pad_sequence([s.canvas for s in seqs], batch_first=True, padding_value=spec.pad_id)  # [B, L]
@@ -130,8 +130,10 @@ class ModelRunner:
             logits = self.head(hidden)  # [M, V]
             self.token_forwards += spent
         logits = self._apply_logit_bias(logits, seqs, seq_idx)
+        # protocol a2d: EOS may not be chosen as x0; every statistic still reads the unbanned softmax
+        banned = ban_eos.bool()[seq_idx] if any(s.params.protocol == "a2d" for s in seqs) else None  # [M]
         stats = ops.token_stats(logits, spec.eos_id, temperature[seq_idx], seeds[seq_idx], steps[seq_idx], pos_idx,
-                                validate=False)
+                                validate=False, ban_eos=banned)
         # A NaN/inf logit makes the row's softmax NaN: fail that request only.
         bad_rows = torch.isnan(stats.p_x0) | torch.isnan(stats.p_eos)  # [M]
         bad_seq = torch.zeros(b, dtype=torch.int32, device=dev).index_add_(0, seq_idx, bad_rows.int()) > 0

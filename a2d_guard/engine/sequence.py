@@ -5,10 +5,12 @@ from __future__ import annotations
 import enum
 import time
 from dataclasses import dataclass, field
+from functools import cached_property
 
 import torch
 
 from a2d_guard.config import SamplingParams
+from a2d_guard.diffusion.canvas import answer_length, initial_canvas
 from a2d_guard.diffusion.schedule import block_end, num_transfer_tokens
 
 
@@ -35,6 +37,12 @@ class Sequence:
     threshold decoding (``params.parallel_threshold``) there is no schedule: ``masks_left``
     (the masks left of the block's end, reported by the runner after every step in the
     step's one host sync) says when the block is done, and every step has a floor of k = 1.
+
+    Decode protocols (``params.protocol``, DESIGN §11, ``diffusion/protocols.py``): ``llada``
+    computes a block's schedule from the masks *inside* the block (candidates are still every
+    mask left of its end), so its last block can end with masks left (``is_exhausted``);
+    ``a2d`` has no blocks: one span over its whole canvas (``initial_canvas``), k = 1 while a
+    mask is left. Only ``ours`` stops at a visible EOS (``stops_at_visible_eos``).
     """
 
     request_id: str
@@ -66,17 +74,32 @@ class Sequence:
     def prompt_length(self) -> int:
         return len(self.prompt_ids)
 
-    @property
+    @cached_property
     def length(self) -> int:
-        return self.prompt_length + self.params.gen_length
+        """Canvas positions: prompt + gen_length masks (``a2d``: the prompt, + 36 masks if it has none)."""
+        return self.prompt_length + answer_length(self.prompt_ids, self.mask_id, self.params.gen_length,
+                                                  self.params.protocol)
 
     @property
     def block_end(self) -> int:
+        if self.params.protocol == "a2d":
+            return self.length  # every mask of the canvas is a candidate
         return block_end(self.prompt_length, self.block, self.params.block_length)
 
+    @property
+    def stops_at_visible_eos(self) -> bool:
+        """Early exit at a committed EOS with no mask to its left: ``ours`` only (llada, a2d run to the end)."""
+        return self.params.protocol == "ours"
+
+    @property
+    def is_exhausted(self) -> bool:
+        """``llada``: the last block's budget is spent; no step is left even if masks are (it ends ``length``)."""
+        return (self.params.protocol == "llada" and self.block == self.params.num_blocks - 1
+                and not any(self.schedule[self.step_in_block:]))
+
     def admit(self, device: torch.device) -> None:
-        """Build the canvas (prompt + gen_length masks) and start the clock."""
-        ids = torch.tensor(self.prompt_ids + [self.mask_id] * self.params.gen_length, device=device)
+        """Build the canvas (``initial_canvas``: prompt + its protocol's answer masks) and start the clock."""
+        ids = torch.tensor(initial_canvas(self.prompt_ids, self.params, self.mask_id), device=device)
         self.canvas = ids  # [L]
         self.generated = ids == self.mask_id  # [L]
         self.status = SequenceStatus.RUNNING
@@ -89,19 +112,28 @@ class Sequence:
         once (a block ends early when confident tokens commit several at a step).
         Steps that would commit nothing (a block with fewer masks than steps) are skipped:
         the canvas they would see is the next block's first canvas, so skipping them changes
-        no output and saves a forward pass (the reference sampler does the same).
+        no output and saves a forward pass (the reference sampler does the same); so are
+        steps with no candidate left (``llada``, whose budget may exceed them; as its decoder).
         """
+        if self.params.protocol == "a2d":  # one span, one token per step while a mask is left
+            if self.block < 0:
+                self.block, self.masks_left = 0, int((self.canvas == self.mask_id).sum())
+            return 1 if self.masks_left > 0 else 0
         threshold = self.params.parallel_threshold is not None
         while True:
             if threshold and self.block >= 0 and self.masks_left > 0:
                 return 1  # the floor; the runner adds every candidate with p(x0) >= the threshold
-            if not threshold and self.step_in_block < len(self.schedule) and self.schedule[self.step_in_block] > 0:
+            if (not threshold and self.masks_left > 0 and self.step_in_block < len(self.schedule)
+                    and self.schedule[self.step_in_block] > 0):
                 return self.schedule[self.step_in_block]
             self.block += 1
             if self.block >= self.params.num_blocks:
                 return 0
             n_mask = int((self.canvas[: self.block_end] == self.mask_id).sum())
             self.masks_left = n_mask
+            if self.params.protocol == "llada":  # LLaDA's budget: the masks inside the block only
+                n_mask = int((self.canvas[self.block_end - self.params.block_length: self.block_end]
+                              == self.mask_id).sum())
             self.schedule = [] if threshold else num_transfer_tokens(n_mask, self.params.steps_per_block)
             self.step_in_block = 0
 
