@@ -32,7 +32,9 @@ shows what dominates memory on a GPU, the [B, L, V] tensors) and ``llada8b-rando
 LLaDA-8B shape in bf16, for a GPU).
 
 Workloads: ``uniform`` (same prompt and gen lengths), ``mixed_lengths`` (varied prompts and
-gen lengths), ``reject25`` (every 4th request forced to refuse through ``logit_bias`` on EOS).
+gen lengths), ``reject25`` (every 4th request forced to refuse through ``logit_bias`` on EOS):
+random-id prompts with EOS banned, so every system decodes every position; ``chat`` (models with
+a tokenizer): the demo corpus's held-out questions, chat-templated, natural stops allowed.
 Each (workload, system) runs in a fresh process so its peak memory is its own (CPU: peak RSS
 above the loaded model; CUDA: ``max_memory_allocated``). An out-of-memory error and a system cut
 by ``--system-timeout`` / ``--budget`` are recorded as results, not crashes. Usage::
@@ -119,10 +121,13 @@ def _random_llada(shape: dict, dtype, device: str):
 
 
 def make_workload(name: str, spec, n: int, prompt_len: int, gen: int, block: int, steps: int, seed: int = 0,
-                  **_unused):  # batch, threads: used by the caller
-    """[(prompt_ids, SamplingParams)]: prompts of random non-special ids (deterministic)."""
+                  tokenizer=None, **_unused):  # batch, threads: used by the caller
+    """[(prompt_ids, SamplingParams)]: prompts of random non-special ids (deterministic), or for
+    ``chat`` the demo corpus's held-out questions through the chat template, natural stops allowed."""
     from a2d_guard.config import SamplingParams
 
+    if name == "chat":
+        return chat_workload(spec, tokenizer, n, gen, block, steps)
     g = torch.Generator().manual_seed(seed)
     low = 16  # keep clear of special ids in the tiny vocabulary
     high = min(spec.vocab_size, 120000)  # and of LLaDA's (126,081 and up)
@@ -140,6 +145,22 @@ def make_workload(name: str, spec, n: int, prompt_len: int, gen: int, block: int
         reqs.append((ids, SamplingParams(gen_length=glen, steps=st, block_length=block, eos_threshold=0.9,
                                          logit_bias=bias)))
     return reqs
+
+
+def chat_workload(spec, tokenizer, n: int, gen: int, block: int, steps: int):
+    """What a trained model meets: real questions (the demo's held-out ones, cycled to ``n``) and
+    no ban on EOS, so a request stops when it has answered (static batching still decodes every
+    position: it has no early exit). Random-id prompts with EOS banned give a trained model flat,
+    unnatural confidences, which is not what threshold decoding is for."""
+    from a2d_guard.config import SamplingParams
+    from a2d_guard.demo.corpus import build_corpus
+    from a2d_guard.diffusion.prompts import encode_prompt
+
+    if tokenizer is None:
+        raise SystemExit("error: the chat workload needs a model with a tokenizer (tiny, tiny-4layer or a folder)")
+    questions = [it.question for it in build_corpus().select("heldout")]
+    return [(encode_prompt(tokenizer, spec, questions[i % len(questions)]),
+             SamplingParams(gen_length=gen, steps=steps, block_length=block, eos_threshold=0.9)) for i in range(n)]
 
 
 def warmup_requests(reqs):
@@ -302,7 +323,7 @@ def run_system(system: str, model_name: str, device: str, workload: str, cfg: di
         if cfg.get("threads"):
             torch.set_num_threads(cfg["threads"])
         model, tok, spec = load(model_name, device)
-        reqs = make_workload(workload, spec, **cfg)
+        reqs = make_workload(workload, spec, tokenizer=tok, **cfg)
         threshold = parse_system(system)[2]
         if threshold is not None:
             reqs = [(ids, p.replace(parallel_threshold=threshold)) for ids, p in reqs]

@@ -123,6 +123,8 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch's default)")
     ap.add_argument("--json", action="store_true")
     ap.add_argument("--out", default=None)
+    ap.add_argument("--checkpointing", choices=["both", "off", "on"], default="both",
+                    help="gradient checkpointing configurations to run (default: off, then on)")
     ap.add_argument("--one", choices=["off", "on"], default=None, help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.threads:
@@ -132,11 +134,16 @@ def main() -> None:
         print(json.dumps(row))
         return
     rows = []
-    for ckpt in ("off", "on"):
+    for ckpt in (("off", "on") if args.checkpointing == "both" else (args.checkpointing,)):
         cmd = [sys.executable, __file__, "--one", ckpt] + [a for a in sys.argv[1:] if a not in ("--json",)]
         cmd = [c for i, c in enumerate(cmd) if not (cmd[i - 1] == "--out" or c == "--out")]
-        proc = subprocess.run(cmd, capture_output=True, text=True, check=True)
-        rows.append(json.loads(proc.stdout.strip().splitlines()[-1]))
+        proc = subprocess.run(cmd, capture_output=True, text=True)
+        if proc.returncode == 0:
+            rows.append(json.loads(proc.stdout.strip().splitlines()[-1]))
+        else:  # an OOM (or any failure) of one configuration is a result; the other still runs
+            sys.stderr.write(proc.stderr)
+            last = (proc.stderr.strip().splitlines() or [f"exit code {proc.returncode}"])[-1]
+            rows.append({"gradient_checkpointing": ckpt == "on", "error": last[:500]})
     result = {"bench": "train_throughput", "torch": torch.__version__, "machine": platform.machine(),
               "threads": torch.get_num_threads() if args.device == "cpu" else None,
               "gpu": torch.cuda.get_device_name() if args.device == "cuda" else None,
@@ -149,6 +156,9 @@ def main() -> None:
     else:
         print(f"{'grad ckpt':>10}{'step s':>10}{'tokens/s':>12}{'peak GiB':>10}")
         for r in rows:
+            if "error" in r:
+                print(f"{str(r['gradient_checkpointing']):>10}  {r['error']}")
+                continue
             print(f"{str(r['gradient_checkpointing']):>10}{r['step_s']:>10.4f}{r['tokens_per_s']:>12.1f}"
                   f"{r['peak_memory_gib']:>10.3f}")
 

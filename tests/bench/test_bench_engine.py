@@ -70,6 +70,16 @@ def test_tiny_llada_vocab_preset_has_llada_ids_and_vocabulary():
     assert model.config.num_hidden_layers == 2  # the tiny body
 
 
+def test_chat_workload_is_templated_questions_with_natural_stops(tiny32):
+    bench = load_bench()
+    _, tok, spec = tiny32
+    reqs = bench.make_workload("chat", spec, n=3, prompt_len=24, gen=64, block=16, steps=64, tokenizer=tok)
+    assert len(reqs) == 3
+    for ids, params in reqs:
+        assert ids[0] == tok.bos_token_id and spec.eot_id in ids  # the chat template's BOS and user turn end
+        assert params.logit_bias == {} and (params.gen_length, params.block_length) == (64, 16)
+
+
 def test_system_names_parse_and_expand():
     bench = load_bench()
     assert bench.parse_system("engine+dual+threshold@0.9") == ("engine", "dual", 0.9)
