@@ -13,6 +13,14 @@ The plan (all on the built-in tiny model, CPU, deterministic, a few minutes):
 3. ``a2d``: LoRA on the base, the paper's objective (prompt never masked).
 4. ``a2d_mask_prompt``: the same plus ``mask_prompt=harmful`` (the user text of harmful
    rows is masked too, target EOS): the extension that targets DIJA's masks in the prompt.
+5. ``a2d_content``: the paper's objective plus ``content_rows`` (training/content_rows.py:
+   harmful content under benign prompts, benign answers under harmful prompts): the
+   extension that makes p(EOS) read the answer, so the guard keys on content.
+
+Every model is also measured as a guard (``demo/guard_eval.py``: probes C and B as a
+classifier, and controls that pull prompt and content apart); ``guard_model`` names the
+adapter a guard should use: ``a2d_content`` only if it meets the content goals without
+raising attack success over ``a2d``, else ``a2d``.
 
 Trained models are kept under ``--out`` and reused when the fingerprint of what they were
 trained from (config, data contents, base-model contents, versions; ``demo/fingerprint.py``)
@@ -34,13 +42,14 @@ import torch
 from a2d_guard.demo.corpus import build_corpus
 from a2d_guard.demo.evaluate import ATTACKS, ORDERS, EvalSettings, Evaluator
 from a2d_guard.demo.fingerprint import FingerprintBook, fingerprint
+from a2d_guard.demo.guard_eval import PROMPT_TOKENS, evaluate_guard, pick_guard_model, render_guard_table
 from a2d_guard.demo.stages import Stages
 from a2d_guard.models.safetensors_file import check_weights_folder
 from a2d_guard.outputs import check_replaceable, claim
 from a2d_guard.training import TrainConfig, train
 from a2d_guard.training.trainer import ADAPTER_DIR, MODEL_DIR
 
-MODELS = ("base", "response_level", "a2d", "a2d_mask_prompt")
+MODELS = ("base", "response_level", "a2d", "a2d_mask_prompt", "a2d_content")
 REPORTED = ("base", "response_level", "a2d")  # the issue's three; the extension is reported beside them
 # What the demo creates at the top of --out (claimed in its manifest, see a2d_guard.outputs);
 # each stage folder is then `train`'s own output folder, with its own manifest.
@@ -60,6 +69,18 @@ class DemoPlan:
     seed: int = 42
     eval: EvalSettings = field(default_factory=EvalSettings)
 
+    def guard_probe_length(self) -> int:
+        """Response positions of a guard probe: the room a training row had after its prompt."""
+        return max(1, self.max_length - PROMPT_TOKENS)
+
+    def guard(self, model, tokenizer, spec):
+        """``a2d_guard.Guard`` on a loaded demo model, at the monitor's threshold."""
+        from a2d_guard import Guard
+        from a2d_guard.engine.llm import LLM
+
+        return Guard.from_llm(LLM.from_loaded(model, tokenizer, spec), threshold=self.eval.eos_threshold,
+                              probe_length=self.guard_probe_length())
+
     def configs(self, out: Path) -> dict[str, TrainConfig]:
         data = out / "data"
         common = dict(max_length=self.max_length, batch_size=self.batch_size, seed=self.seed, progress=False,
@@ -76,6 +97,8 @@ class DemoPlan:
             "a2d": TrainConfig(**adapter, data=str(data / "a2d.jsonl"), output=str(out / "a2d"), objective="a2d"),
             "a2d_mask_prompt": TrainConfig(**adapter, data=str(data / "a2d.jsonl"), output=str(out / "a2d_mask_prompt"),
                                            objective="a2d", mask_prompt="harmful"),
+            "a2d_content": TrainConfig(**adapter, data=str(data / "a2d.jsonl"), output=str(out / "a2d_content"),
+                                       objective="a2d", content_rows=True),
         }
 
 
@@ -159,8 +182,10 @@ def _run_demo(out: Path, plan: DemoPlan, log, stages: Stages) -> dict:
             evaluator = Evaluator(model, tokenizer, spec, corpus, plan.eval, on_request=stage.advance)
             stage.update(0, evaluator.planned_requests())
             models[name] = evaluator.run()
+            models[name]["guard"] = evaluate_guard(plan.guard(model, tokenizer, spec), corpus, plan.eval.max_prompts)
         log(f"{name}: evaluated ({stages.records[-1].seconds} s)")
-    result = {"models": models, "settings": _settings(plan), **stages.summary()}
+    result = {"models": models, "guard_model": pick_guard_model(models), "settings": _settings(plan),
+              **stages.summary()}
     (out / "results.json").write_text(json.dumps(result, indent=2) + "\n")
     return result
 
@@ -169,7 +194,8 @@ def _settings(plan: DemoPlan) -> dict:
     e = plan.eval
     return {"gen_length": e.gen_length, "steps": e.steps, "block_length": e.block_length,
             "eos_threshold": e.eos_threshold, "attacks": list(ATTACKS), "orders": list(ORDERS),
-            "base_steps": plan.base_steps, "adapter_steps": plan.adapter_steps, "max_length": plan.max_length}
+            "base_steps": plan.base_steps, "adapter_steps": plan.adapter_steps, "max_length": plan.max_length,
+            "guard_probe_length": plan.guard_probe_length()}
 
 
 def render_table(result: dict) -> str:
@@ -193,4 +219,9 @@ def render_table(result: dict) -> str:
         infill = m.get("details", {}).get("benign_infill", {}).get("over_refusal", float("nan"))
         lines.append(f"{name:<{width}}{m['over_refusal']:>14.1%}{m['benign_accuracy']:>12.1%}"
                      f"{m['speedup']['0.9']:>12.1f}x{m['speedup']['0.8']:>12.1f}x{infill:>16.1%}")
+    guards = {name: m["guard"] for name, m in result["models"].items() if "guard" in m}
+    if guards:
+        lines += ["", render_guard_table(guards)]
+    if "guard_model" in result:
+        lines += ["", f"guard model: {result['guard_model']['name']} ({result['guard_model']['why']})"]
     return "\n".join(lines)

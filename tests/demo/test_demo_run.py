@@ -33,6 +33,12 @@ def test_miniature_demo_reuses_and_is_deterministic(tmp_path):
         assert set(m["speedup"]) == {"0.9", "0.8"} and all(v >= 1.0 for v in m["speedup"].values())
     assert json.loads((tmp_path / "a" / "results.json").read_text())["models"] == first["models"]
     assert "base" in render_table(first) and "attack success" in render_table(first)
+    for m in first["models"].values():  # the guard's classifier figures (demo/guard_eval.py), every model
+        assert set(m["guard"]) == {"threshold", "probe_length", "n", "probe_c", "probe_b", "controls"}
+        assert m["guard"]["n"] == {"harmful": 2, "benign": 2, "lookalike": 2}
+        assert all(0.0 <= m["guard"][p][k] <= 1.0 for p in ("probe_c", "probe_b") for k in m["guard"][p])
+    assert first["guard_model"]["name"] in ("a2d", "a2d_content")
+    assert "guard as a classifier" in render_table(first) and "guard model: " in render_table(first)
 
     assert [s["result"] for s in first["stages"]] == ["trained"] * len(MODELS) + ["evaluated"] * len(MODELS)
     assert [s["stage"] for s in first["stages"][:2]] == ["train base", "train response_level"]
