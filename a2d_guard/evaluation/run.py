@@ -6,11 +6,11 @@ every decoding order (``SamplingParams.remasking``) and threshold τ
 (``SamplingParams.eos_threshold``; 1.0 = monitor off: what the model itself writes). All
 requests of a task go through the engine (``LLM.generate``) at once, so they run in
 continuous batches of ``--batch`` slots. Each output is judged (``judges``) and aggregated
-(``metrics``). Decode protocol (``diffusion.protocols``): ``ours`` (the engine: every mask
-filled, prompt masks counted in the first block's budget, stop at a visible EOS), or, to
-compare with published numbers, ``llada`` (LLaDA's ``generate.py``) and ``a2d`` (the A2D
-authors' DIJA decode), which run one sequence at a time through the readable protocol
-decoder (the engine does not implement them).
+(``metrics``). Decode protocol (``SamplingParams.protocol``, ``diffusion.protocols``): ``ours``
+(every mask filled, prompt masks counted in the first block's budget, stop at a visible EOS),
+or, to compare with published numbers, ``llada`` (LLaDA's ``generate.py``) and ``a2d`` (the A2D
+authors' DIJA decode); all three run through the engine in the same batches, token for token
+what the readable decoder ``protocols.protocol_generate`` writes (``tests/engine/test_protocols.py``).
 
 Outputs, in ``out`` (written under a temporary name, then moved in: never half-written;
 a folder holding files eval did not write is refused, never deleted; ``a2d_guard.outputs``).
@@ -43,8 +43,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from a2d_guard.config import REMASKING_MODES, SamplingParams
-from a2d_guard.diffusion.protocols import PROTOCOLS, full_steps, protocol_generate
-from a2d_guard.engine.outputs import CompletionOutput
+from a2d_guard.diffusion.protocols import PROTOCOLS, full_steps
 from a2d_guard.errors import A2DGuardError
 from a2d_guard.evaluation.attacks import ORDERS, PreparedPrompt, check_attack, prepare
 from a2d_guard.evaluation.data import EvalData, load_prompts
@@ -81,7 +80,7 @@ class EvalSettings:
     chat_template: bool = True
     judge: str = "keyword"  # or a causal-LM classifier (Hub id / folder)
     judge_device: str | None = None  # the classifier's own device
-    protocol: str = "ours"  # ours (the engine) | llada | a2d (one sequence at a time)
+    protocol: str = "ours"  # ours | llada | a2d (SamplingParams.protocol)
 
     def __post_init__(self) -> None:
         if not self.orders:
@@ -144,25 +143,6 @@ def _record(task: EvalTask, item: PreparedPrompt, order: str, tau: float, params
     }
 
 
-def _protocol_completion(llm, ids: list[int], params: SamplingParams, protocol: str) -> CompletionOutput:
-    """One decode under ``llada``/``a2d``, shaped as the engine's output."""
-    r = protocol_generate(llm.model, llm.spec, ids, params)
-    decode = llm.tokenizer.decode
-    return CompletionOutput(
-        index=0, text=decode(r.token_ids, skip_special_tokens=True), token_ids=r.token_ids,
-        finish_reason=r.finish_reason, steps=r.steps, p_eos=r.p_eos, reject_step=r.reject_step,
-        infill_text=decode(r.infill_ids, skip_special_tokens=False) if r.infill_ids else None,
-        infill_token_ids=r.infill_ids)
-
-
-def _progress(items: list, enabled: bool):
-    if not enabled:
-        return items
-    from tqdm.auto import tqdm
-
-    return tqdm(items, desc="requests", unit="req")
-
-
 def evaluate_task(llm, task: EvalTask, data: EvalData, settings: EvalSettings, judge,
                   use_tqdm: bool = False, done: dict | None = None) -> tuple[dict, list[dict]]:
     """(this task's ``runs`` entry, its records): every kept row x order x τ, decoded under the protocol.
@@ -176,12 +156,8 @@ def evaluate_task(llm, task: EvalTask, data: EvalData, settings: EvalSettings, j
     keys = [(task.attack, str(task.data), item.prompt.id, order, tau) for item, order, tau in every]
     combos = [(item, order, tau, settings.params(order, tau))
               for (item, order, tau), key in zip(every, keys, strict=True) if key not in done]
-    if settings.protocol == "ours":
-        outputs = llm.generate([c[0].ids for c in combos], [c[3] for c in combos], use_tqdm=use_tqdm) if combos else []
-        completions = [out.outputs[0] for out in outputs]
-    else:
-        completions = [_protocol_completion(llm, item.ids, params, settings.protocol)
-                       for item, _, _, params in _progress(combos, use_tqdm)]
+    outputs = llm.generate([c[0].ids for c in combos], [c[3] for c in combos], use_tqdm=use_tqdm) if combos else []
+    completions = [out.outputs[0] for out in outputs]
     judged = [judged_text(llm.tokenizer, llm.spec, c) for c in completions]
     verdicts = judge.judge_all([JudgeCase(item.prompt.behavior, text, c.finish_reason, item.prompt.context)
                                 for (item, *_), text, c in zip(combos, judged, completions, strict=True)])
