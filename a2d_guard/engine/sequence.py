@@ -56,7 +56,7 @@ class Sequence:
     block: int = -1
     schedule: list[int] = field(default_factory=list)
     step_in_block: int = 0
-    masks_left: int = 0  # masks left of the block's end after the last step (threshold decoding)
+    masks_left: int = 0  # masks left of the block's end after the last step (0: the block has no step left)
     num_steps: int = 0  # forward passes this request took part in (the noise counter)
     p_eos: float | None = None
     reject_step: int | None = None
