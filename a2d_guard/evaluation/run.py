@@ -10,7 +10,7 @@ continuous batches of ``--batch`` slots. Each output is judged (``judges``) and 
 (every mask filled, prompt masks counted in the first block's budget, stop at a visible EOS),
 or, to compare with published numbers, ``llada`` (LLaDA's ``generate.py``) and ``a2d`` (the A2D
 authors' DIJA decode); all three run through the engine in the same batches, token for token
-what the readable decoder ``protocols.protocol_generate`` writes (``tests/engine/test_protocols.py``).
+what the readable decoder ``protocols.protocol_generate`` writes (``tests/engine/test_protocols_engine.py``).
 
 Outputs, in ``out`` (written under a temporary name, then moved in: never half-written;
 a folder holding files eval did not write is refused, never deleted; ``a2d_guard.outputs``).
