@@ -94,7 +94,7 @@ class BlockCache:
         membership, widths and lengths come from the host-side sequences (no device sync).
         """
         dev = input_ids.device
-        rows = pos_idx - self.shift  # [M] hidden row that predicts each candidate
+        rows = (pos_idx - self.shift).clamp_min(0)  # [M] hidden row that predicts each candidate (as the runner)
         out: torch.Tensor | None = None
         spent = 0
         for is_full in (True, False):
