@@ -210,12 +210,13 @@ def test_pool_slots_follow_admission_eviction_and_abort(tiny64):
     assert done == {"r0": "abort", "r2": "length", "r3": "content_filter", "gone": "abort"}
 
 
-def test_the_monitor_rejects_at_the_same_step_as_exact_mode(tiny64):
-    """p(EOS) is read at the leftmost mask on the cached logits; a refusal at a block's first step
-    is exact, and one pushed to a later step by a bias on the block's second position still fires."""
+@pytest.mark.parametrize("protocol", ["ours", "llada", "a2d"])
+def test_the_monitor_rejects_at_the_same_step_as_exact_mode(tiny64, protocol):
+    """p(EOS) is read at the leftmost mask on the cached logits, under every decode protocol
+    (a2d: one span over the prompt's masks; llada: prompt masks stay candidates in every block)."""
     model, tok, spec = tiny64
-    prompts = PROMPTS * 2
-    params = [SamplingParams(gen_length=16, steps=8, block_length=8, seed=i,
+    prompts = [p + " <mask:3> now" for p in PROMPTS] * 2
+    params = [SamplingParams(gen_length=16, steps=8, block_length=8, seed=i, protocol=protocol,
                              logit_bias={spec.eos_id: [30.0, 4.0, 0.0][i % 3]}) for i in range(len(prompts))]
     got = {}
     for mode in ("none", "dual", "prefix"):
