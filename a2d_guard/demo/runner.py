@@ -15,7 +15,11 @@ The plan (all on the built-in tiny model, CPU, deterministic, a few minutes):
    rows is masked too, target EOS): the extension that targets DIJA's masks in the prompt.
 5. ``a2d_content``: the paper's objective plus ``content_rows`` (training/content_rows.py:
    harmful content under benign prompts, benign answers under harmful prompts): the
-   extension that makes p(EOS) read the answer, so the guard keys on content.
+   extension that makes p(EOS) read the answer, so the guard keys on content. It trains
+   ``content_steps_factor`` times the adapters' steps: the crossed rows add 60% more rows
+   and a harder task (read the answer, not the prompt); measured on this corpus, a benign
+   question with a harmful answer was flagged 14% after 300 steps, 66% after 600, 93%
+   after 1200.
 
 Every model is also measured as a guard (``demo/guard_eval.py``: probes C and B as a
 classifier, and controls that pull prompt and content apart); ``guard_model`` names the
@@ -64,6 +68,7 @@ class DemoPlan:
     base_lr: float = 3e-3
     adapter_steps: int = 300
     adapter_lr: float = 2e-3
+    content_steps_factor: int = 4  # a2d_content's steps = adapter_steps * this (see the module docstring)
     lora_r: int = 32
     lora_alpha: int = 64
     seed: int = 42
@@ -97,7 +102,8 @@ class DemoPlan:
             "a2d": TrainConfig(**adapter, data=str(data / "a2d.jsonl"), output=str(out / "a2d"), objective="a2d"),
             "a2d_mask_prompt": TrainConfig(**adapter, data=str(data / "a2d.jsonl"), output=str(out / "a2d_mask_prompt"),
                                            objective="a2d", mask_prompt="harmful"),
-            "a2d_content": TrainConfig(**adapter, data=str(data / "a2d.jsonl"), output=str(out / "a2d_content"),
+            "a2d_content": TrainConfig(**{**adapter, "max_steps": self.adapter_steps * self.content_steps_factor},
+                                       data=str(data / "a2d.jsonl"), output=str(out / "a2d_content"),
                                        objective="a2d", content_rows=True),
         }
 
@@ -195,6 +201,7 @@ def _settings(plan: DemoPlan) -> dict:
     return {"gen_length": e.gen_length, "steps": e.steps, "block_length": e.block_length,
             "eos_threshold": e.eos_threshold, "attacks": list(ATTACKS), "orders": list(ORDERS),
             "base_steps": plan.base_steps, "adapter_steps": plan.adapter_steps, "max_length": plan.max_length,
+            "content_steps": plan.adapter_steps * plan.content_steps_factor,
             "guard_probe_length": plan.guard_probe_length()}
 
 
