@@ -481,7 +481,8 @@ def main(argv=None) -> int:
         f"cpu ({platform.processor() or platform.machine()}, {args.threads or torch.get_num_threads()} threads)")
     systems = expand_systems(args.systems, args.parallel_threshold)
     goal_set = (args.model if args.goals == "auto" else args.goals) if args.goals != "none" else None
-    result = {"device": device_name, "model": args.model, "config": cfg,
+    result = {"command": " ".join(["python", "bench/engine.py", *(sys.argv[1:] if argv is None else argv)]),
+              "device": device_name, "model": args.model, "config": cfg,
               "load_average_1m": round(os.getloadavg()[0], 2), "workloads": {}}
     for workload in args.workloads.split(","):
         row = {}
