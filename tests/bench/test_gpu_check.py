@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -70,3 +71,15 @@ def test_a_part_the_budget_cannot_fit_is_skipped_not_started(tmp_path):
     report = json.loads(path.read_text())
     assert report["complete"]
     assert report["parts"]["train"]["status"] == "skipped" and "budget" in report["parts"]["train"]["why"]
+
+
+def test_without_the_install_the_package_still_imports_from_the_repo(tmp_path):
+    """The fallback when ``pip install -e .`` fails on the device: cli/ and triton_kernels/ resolve
+    inside a2d_guard, from links to the repo, even for ``python -m`` run in the repo root."""
+    check = load_check()
+    env = check.package_shadow(tmp_path)
+    code = "import a2d_guard, a2d_guard.cli.errors, a2d_guard.triton_kernels.token_stats; print(a2d_guard.__file__)"
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT,
+                          env={**os.environ, **env}, timeout=120)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert proc.stdout.strip().startswith(str(tmp_path))
