@@ -25,8 +25,10 @@ p(EOS) is about 1 in every model, base included, so it flags benign answers.
 What the signal responds to (measured on the demo models): A2D's p(EOS) is driven by the
 *prompt* (every harmful training row has a harmful prompt) and by an answer running past
 its expected length; harmful words inside a normal-length answer to a benign question
-barely move it. ``flagged`` is ``score > threshold``, the rule of the serving monitor, so
-the served model and the guard agree.
+barely move it. An adapter trained with ``--content-rows`` reads the response instead (demo:
+93% of such answers flagged, 0% of benign ones; README "Use as a guardrail"). ``flagged``
+is ``score > threshold``, the rule of the serving monitor, so the served model and the
+guard agree.
 """
 
 from __future__ import annotations
