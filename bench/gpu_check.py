@@ -1,19 +1,21 @@
 """One-shot GPU validation (issue 13 item 7): what a lent H100/H200 should tell us, in one command.
 
-A lent GPU comes rarely and for minutes, so everything we want from it runs from here, in an
-order that puts correctness first and the long engine run where its time is known:
+A lent GPU comes rarely and for minutes, so everything we want from it runs from here, the
+short correctness and kernel parts first and the long engine run last, where it takes whatever
+time is left:
 
 1. ``install``: ``pip install --no-deps --no-build-isolation -e .`` (the device machine reaches
    no registry and brings its own torch, transformers, peft and triton; without the install,
-   ``a2d_guard.triton_kernels`` and ``a2d_guard.cli`` do not resolve: setuptools maps them);
+   ``a2d_guard.triton_kernels`` and ``a2d_guard.cli`` do not resolve: setuptools maps them, so
+   if the install fails the other parts import the package from the repo through links);
 2. ``kernel_tests``: ``pytest tests/kernels``, natively on CUDA;
-3. ``engine``: ``bench/engine.py`` at the LLaDA-8B shape with random bf16 weights, batch 64,
+3. ``kernels_bf16``, ``kernels_fp32``: ``bench/kernels.py``: token_stats (and gather_rows) as
+   a fraction of the measured device copy bandwidth, bf16 and fp32 logits;
+4. ``train``: ``bench/train_throughput.py --device cuda`` (a few steps per configuration);
+5. ``engine``: ``bench/engine.py`` at the LLaDA-8B shape with random bf16 weights, batch 64,
    prompt 128, gen 256, block 32, steps 256, on ``reject25``: the fast modes, static and the
    exact engine (64 requests, one full batch: the fewest that fill it; a system the budget
-   cuts or that runs out of memory is recorded as such);
-4. ``kernels_bf16``, ``kernels_fp32``: ``bench/kernels.py``: token_stats (and gather_rows) as
-   a fraction of the measured device copy bandwidth, bf16 and fp32 logits;
-5. ``train``: ``bench/train_throughput.py --device cuda`` (a few steps per configuration).
+   cuts or that runs out of memory is recorded as such).
 
 Each part runs in its own process group with a timeout inside a total budget (default 480 s,
 the issue's 8 minutes): the most it may take, and never so much that the parts after it lose
@@ -80,7 +82,20 @@ def build_parts(smoke: bool, work: Path, requests: int, install: bool) -> list[P
     junit = work / "kernel_tests.xml"
     tests = ["tests/kernels/test_gather_rows.py"] if smoke else ["tests/kernels"]
     parts.append(Part("kernel_tests", [py, "-m", "pytest", "-q", "-p", "no:cacheprovider", *tests,
-                                       f"--junitxml={junit}"], cap_s=150, min_s=30, outputs={"junit": junit}))
+                                       f"--junitxml={junit}"], cap_s=120, min_s=30, outputs={"junit": junit}))
+    toy_kernels = ["--device", "cpu", "--batch", "2", "--length", "8", "--hidden", "16", "--candidates", "4",
+                   "--vocab", "64", "--repeats", "2", "--threads", "1"]
+    for dtype in ("bf16", "fp32"):
+        out = work / f"kernels_{dtype}.json"
+        parts.append(Part(f"kernels_{dtype}", [py, str(bench / "kernels.py"), *(toy_kernels if smoke else
+                                               ["--device", "cuda"]), "--dtype", dtype, "--out", str(out)],
+                          cap_s=60, min_s=30, outputs={"json": out}))
+    out = work / "train.json"
+    toy_train = ["--device", "cpu", "--batch", "2", "--length", "32", "--steps", "1", "--warmup", "1",
+                 "--threads", "1", "--checkpointing", "off"]
+    parts.append(Part("train", [py, str(bench / "train_throughput.py"), *(toy_train if smoke else
+                                ["--device", "cuda", "--steps", "4", "--warmup", "2"]), "--out", str(out)],
+                      cap_s=120, min_s=60, outputs={"json": out}))
     out = work / "engine.json"
     shape = (["--model", "tiny", "--device", "cpu", "--requests", "4", "--batch", "2", "--prompt-len", "8",
               "--gen-length", "16", "--block-length", "8", "--steps", "16", "--threads", "1"] if smoke else
@@ -90,19 +105,6 @@ def build_parts(smoke: bool, work: Path, requests: int, install: bool) -> list[P
                                  SMOKE_SYSTEMS if smoke else ENGINE_SYSTEMS, "--parallel-threshold", "0.9",
                                  "--out", str(out)],
                       cap_s=10_000, min_s=60, outputs={"json": out}))
-    toy_kernels = ["--device", "cpu", "--batch", "2", "--length", "8", "--hidden", "16", "--candidates", "4",
-                   "--vocab", "64", "--repeats", "2", "--threads", "1"]
-    for dtype in ("bf16", "fp32"):
-        out = work / f"kernels_{dtype}.json"
-        parts.append(Part(f"kernels_{dtype}", [py, str(bench / "kernels.py"), *(toy_kernels if smoke else
-                                               ["--device", "cuda"]), "--dtype", dtype, "--out", str(out)],
-                          cap_s=90, min_s=30, outputs={"json": out}))
-    out = work / "train.json"
-    toy_train = ["--device", "cpu", "--batch", "2", "--length", "32", "--steps", "1", "--warmup", "1",
-                 "--threads", "1", "--checkpointing", "off"]
-    parts.append(Part("train", [py, str(bench / "train_throughput.py"), *(toy_train if smoke else
-                                ["--device", "cuda", "--steps", "4", "--warmup", "2"]), "--out", str(out)],
-                      cap_s=180, min_s=75, outputs={"json": out}))
     return parts
 
 
@@ -285,8 +287,8 @@ def run_check(smoke: bool, out_dir: Path, budget: float, requests: int, install:
                                                     f"{part.min_s:.0f} s at least")
             else:
                 if part.name == "engine":  # bench/engine.py cuts its own systems a little before our timeout
-                    part.command += ["--budget", f"{max(timeout - 30, 1):.0f}"]
-                    record["command"] += f" --budget {max(timeout - 30, 1):.0f}"
+                    part.command += ["--budget", f"{max(timeout - 20, 1):.0f}"]
+                    record["command"] += f" --budget {max(timeout - 20, 1):.0f}"
                 log(f"[gpu_check] {part.name}: up to {timeout:.0f} s")
                 status, code, seconds = run_command(part.command, timeout, work / f"{part.name}.log", env)
                 record.update(status=status, exit_code=code, elapsed_s=round(seconds, 1),
