@@ -109,4 +109,27 @@ def token_stats(logits: torch.Tensor, eos_id: int, temperature: torch.Tensor,
     args = (logits, eos_id, temperature, seeds, steps, positions)
     if use_kernel(logits):
         return kernels.token_stats(*args, validate=validate, ban_eos=ban_eos)
-    return kernels.token_stats_ref(*args, validate=validate, ban_eos=ban_eos)
+    return _token_stats_ref_in_chunks(kernels, *args, validate=validate, ban_eos=ban_eos)
+
+
+REF_CHUNK_BYTES = 64 << 20  # float64 [rows, V] working set of one chunk of the torch reference
+
+
+def _token_stats_ref_in_chunks(kernels, logits, eos_id, temperature, seeds, steps, positions, *, validate,
+                               ban_eos):
+    """The torch reference over slices of rows, so its float64 [M, V] temporaries (softmax, the
+    banned copy, Gumbel noise: several at once) stay within ``REF_CHUNK_BYTES`` each.
+
+    Why: at LLaDA's vocabulary (126,464) 256 candidate rows make each temporary 259 MB, and
+    that, not the model, set the engine's peak memory on CPU. Every statistic is per row, so
+    slicing changes no bit (tested)."""
+    m, v = logits.shape
+    rows = max(1, REF_CHUNK_BYTES // (8 * max(v, 1)))
+    if m <= rows:
+        return kernels.token_stats_ref(logits, eos_id, temperature, seeds, steps, positions, validate=validate,
+                                       ban_eos=ban_eos)
+    parts = [kernels.token_stats_ref(logits[i:i + rows], eos_id, temperature[i:i + rows], seeds[i:i + rows],
+                                     steps[i:i + rows], positions[i:i + rows], validate=validate,
+                                     ban_eos=None if ban_eos is None else ban_eos[i:i + rows])
+             for i in range(0, m, rows)]
+    return type(parts[0])(*(torch.cat(field) for field in zip(*parts, strict=True)))

@@ -347,3 +347,21 @@ def test_ops_dispatch(fresh_dispatch, device, env, expect_kernel):
     assert calls == ["kernel" if expect_kernel else "ref"]
     assert isinstance(got, ts.TokenStats)
     _assert_matches_ref(got, real_ref(args[0], 36, *args[1:]), *args)
+
+
+def test_the_cpu_reference_in_row_chunks_changes_no_bit(monkeypatch):
+    """ops.token_stats runs the torch reference over slices of rows (bounded float64 [rows, V]
+    temporaries at LLaDA's vocabulary); every statistic is per row, so the result is identical."""
+    m, v = 37, 300
+    logits, temp, seeds, steps, pos = _rows(m, v, dtype=torch.float64, seed=5)
+    temp = torch.where(torch.arange(m) % 3 == 0, 0.0, 0.7).to(torch.float64)  # greedy and sampling rows
+    ban = torch.arange(m) % 4 == 1
+    whole = ts.token_stats_ref(logits, 7, temp, seeds, steps, pos, ban_eos=ban)
+    monkeypatch.setattr(ops, "REF_CHUNK_BYTES", 8 * v * 5)  # 5 rows per chunk: 8 chunks, the last short
+    calls = []
+    real = ts.token_stats_ref
+    monkeypatch.setattr(ts, "token_stats_ref", lambda x, *a, **k: calls.append(x.shape[0]) or real(x, *a, **k))
+    chunked = ops.token_stats(logits, 7, temp, seeds, steps, pos, ban_eos=ban)
+    assert calls == [5] * 7 + [2]
+    for got, want in zip(chunked, whole, strict=True):
+        assert torch.equal(got, want)
