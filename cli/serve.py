@@ -111,7 +111,7 @@ def _demo_model(settings):
     base, adapter = DEMO_DIR / "base" / MODEL_DIR, DEMO_DIR / "a2d" / ADAPTER_DIR
     if not (base.is_dir() and adapter.is_dir()):
         raise A2DGuardError(f"--model demo serves the A2D model trained by `a2d-guard demo` in ./{DEMO_DIR}, and "
-                            f"there is none here; run `a2d-guard demo` first (about 5 minutes on a CPU)")
+                            f"there is none here; run `a2d-guard demo` first (about 10 minutes on a CPU)")
     name = settings.served_model_name or "demo"
     return settings.merged(model=str(base), adapter=str(adapter), served_model_name=name)
 

@@ -84,14 +84,23 @@ class LLM:
             order[self.engine.add_request(None, ids, p, prompt=text)] = i
         results: list[RequestOutput | None] = [None] * len(requests)
         bar = _progress(len(requests)) if use_tqdm else None
-        while self.engine.has_unfinished_requests():
-            for out in self.engine.step():
-                if out.request_id in order:
-                    results[order[out.request_id]] = out
-                    if bar is not None:
-                        bar.update(1)
-        if bar is not None:
-            bar.close()
+        try:
+            while self.engine.has_unfinished_requests():
+                for out in self.engine.step():
+                    if out.request_id in order:
+                        results[order[out.request_id]] = out
+                        if bar is not None:
+                            bar.update(1)
+        except BaseException:
+            # A failed step (an OOM, Ctrl-C) must not leave this call's requests running: they
+            # would hold batch and K/V slots and be decoded again by the next generate().
+            for request_id in order:
+                self.engine.abort(request_id)
+            self.engine.step()  # reports (and forgets) the aborted requests; no forward runs
+            raise
+        finally:
+            if bar is not None:
+                bar.close()
         return [r for r in results if r is not None]
 
 

@@ -262,3 +262,24 @@ def test_bad_cache_settings_are_named(tiny64, scripted):
     with pytest.raises(A2DGuardError, match="Llama/Qwen2-shaped model .*lacks embed_tokens, layers, norm, "
                                             "rotary_emb. Use cache='none'"):
         check_cacheable(torch.nn.Linear(2, 2))
+
+
+def test_a_failed_step_frees_the_calls_requests_and_their_slots(tiny64, monkeypatch):
+    """An exception inside a step (e.g. an out-of-memory) aborts that generate() call's requests:
+    the next call runs only its own, and every K/V slot is free again."""
+    model, tok, spec = tiny64
+    llm = LLM.from_loaded(model, tok, spec, max_num_seqs=2, cache="dual")
+    params = SamplingParams(gen_length=16, steps=8, block_length=8, eos_threshold=1.0)
+    real = llm.engine.runner.execute
+
+    def fail_once(*args):
+        monkeypatch.setattr(llm.engine.runner, "execute", real)
+        raise MemoryError("out of memory")
+
+    monkeypatch.setattr(llm.engine.runner, "execute", fail_once)
+    with pytest.raises(MemoryError):
+        llm.generate(PROMPTS[:2], params)
+    assert llm.engine.num_running == 0 and not llm.engine.has_unfinished_requests()
+    assert llm.engine.runner.kv_pool.num_free == 2
+    outs = llm.generate(["water"], params)
+    assert [o.prompt for o in outs] == ["water"]
