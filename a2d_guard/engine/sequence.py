@@ -57,6 +57,7 @@ class Sequence:
     schedule: list[int] = field(default_factory=list)
     step_in_block: int = 0
     masks_left: int = 0  # masks left of the block's end after the last step (0: the block has no step left)
+    block_masks: int = 0  # masks left of the block's end when it started: a cap on its k = 1 steps
     num_steps: int = 0  # forward passes this request took part in (the noise counter)
     p_eos: float | None = None
     reject_step: int | None = None
@@ -114,14 +115,18 @@ class Sequence:
         the canvas they would see is the next block's first canvas, so skipping them changes
         no output and saves a forward pass (the reference sampler does the same); so are
         steps with no candidate left (``llada``, whose budget may exceed them; as its decoder).
+        The k = 1 paths (threshold, ``a2d``) take at most ``block_masks`` steps per block: each
+        step commits at least one mask, unless the model's chosen token *is* the mask id, which
+        commits nothing and, at temperature 0, would repeat the same step forever.
         """
         if self.params.protocol == "a2d":  # one span, one token per step while a mask is left
             if self.block < 0:
                 self.block, self.masks_left = 0, int((self.canvas == self.mask_id).sum())
-            return 1 if self.masks_left > 0 else 0
+                self.block_masks, self.step_in_block = self.masks_left, 0
+            return 1 if self.masks_left > 0 and self.step_in_block < self.block_masks else 0
         threshold = self.params.parallel_threshold is not None
         while True:
-            if threshold and self.block >= 0 and self.masks_left > 0:
+            if threshold and self.block >= 0 and self.masks_left > 0 and self.step_in_block < self.block_masks:
                 return 1  # the floor; the runner adds every candidate with p(x0) >= the threshold
             if (not threshold and self.masks_left > 0 and self.step_in_block < len(self.schedule)
                     and self.schedule[self.step_in_block] > 0):
@@ -130,7 +135,7 @@ class Sequence:
             if self.block >= self.params.num_blocks:
                 return 0
             n_mask = int((self.canvas[: self.block_end] == self.mask_id).sum())
-            self.masks_left = n_mask
+            self.masks_left = self.block_masks = n_mask
             if self.params.protocol == "llada":  # LLaDA's budget: the masks inside the block only
                 n_mask = int((self.canvas[self.block_end - self.params.block_length: self.block_end]
                               == self.mask_id).sum())

@@ -144,3 +144,25 @@ def test_refusal_text_and_bad_generate_calls(tiny32):
     with pytest.raises(A2DGuardError, match="2 prompts but 3"):
         llm.generate(["a", "b"], [P8, P8, P8])
     assert not llm.engine.has_unfinished_requests()  # validated before anything was queued
+
+
+@pytest.mark.parametrize("kind", ["threshold", "a2d"])
+def test_a_model_that_predicts_the_mask_token_cannot_stall_a_request(scripted, kind):
+    """Committing the mask id leaves the position masked; the k = 1 paths (threshold decoding,
+    the a2d protocol) used to repeat that step forever. Each block now takes at most one step
+    per mask it started with, then the request ends ``length``."""
+    vocab = 30
+    spec = ModelSpec(family="llada", mask_id=4, eos_id=2, eot_id=3, pad_id=2, vocab_size=vocab, max_positions=64)
+
+    def rule(canvas):
+        logits = torch.zeros(len(canvas), vocab, dtype=torch.float64)
+        logits[:, 4] = 5.0  # the mask token wins every argmax
+        return logits
+
+    params = P8.replace(parallel_threshold=0.9) if kind == "threshold" else P8.replace(protocol="a2d")
+    prompt = [1, 20, 4, 4, 21] if kind == "a2d" else [1, 20]
+    llm = LLM.from_loaded(scripted(rule, vocab), None, spec, max_num_seqs=2)
+    out = llm.generate([prompt], params)[0].outputs[0]
+    assert out.finish_reason == "length"
+    assert out.steps == (2 if kind == "a2d" else 8)  # one step per mask: 2 prompt masks; 8 answer masks
+
