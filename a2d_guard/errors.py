@@ -9,7 +9,16 @@ from __future__ import annotations
 
 
 class A2DGuardError(ValueError):
-    """A bad input: the message names the bad value and how to fix it."""
+    """A bad input: the message names the bad value and how to fix it.
+
+    ``param`` names the field at fault when there is one (a ``SamplingParams`` field, or
+    ``prompt``/``messages``): the server puts it in OpenAI's error body as it is, so no
+    caller ever has to find the field by reading the message.
+    """
+
+    def __init__(self, message: str = "", param: str | None = None):
+        super().__init__(message)
+        self.param = param
 
 
 class A2DGuardWarning(UserWarning):

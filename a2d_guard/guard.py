@@ -152,6 +152,7 @@ class Guard:
         threshold unless ``eos_threshold`` is given), check the answer."""
         from a2d_guard.config import SamplingParams
 
+        self.llm.processor.check_text(refusal_text, "refusal_text")
         first = self.check(prompt)
         if first.flagged:
             return GuardedOutput(refusal_text, True, "prompt", first)
@@ -170,14 +171,13 @@ class Guard:
     # ------------------------------------------------------------------ probes
 
     def _prompt_ids(self, prompt, index: int) -> list[int]:
-        from a2d_guard.diffusion.prompts import encode_messages
-
+        """The prompt's canvas prefix, bounded (characters, valid text) before tokenizing."""
         if isinstance(prompt, str):
             if not prompt.strip():
-                raise A2DGuardError(f"item {index}: the prompt is empty; pass the user's text")
+                raise A2DGuardError(f"item {index}: the prompt is empty; pass the user's text", param="prompt")
             return self.llm.encode(prompt)
         if isinstance(prompt, list) and prompt and all(isinstance(m, dict) for m in prompt):
-            return encode_messages(self.tokenizer, self.spec, prompt, chat=self.llm.chat_template)
+            return self.llm.processor.encode_messages(prompt, chat=self.llm.chat_template)
         raise A2DGuardError(f"item {index}: the prompt must be text or a non-empty list of chat messages, "
                             f"got {type(prompt).__name__}")
 
@@ -185,12 +185,15 @@ class Guard:
         if isinstance(prompt, list) and response is None and prompt and prompt[-1].get("role") == "assistant":
             prompt, response = prompt[:-1], prompt[-1].get("content")
         prompt_ids = self._prompt_ids(prompt, index)
+        if response:
+            self.llm.processor.check_text(response, "response")  # bounded and valid before tokenizing
         spec, p = self.spec, len(prompt_ids)
         ids, offsets = _tokenize(self.tokenizer, response) if response else ([], [])
         area = max(self.probe_length, len(ids))
-        if p + area > spec.max_positions:
-            raise A2DGuardError(f"item {index}: prompt + response is {p + area} tokens but the model has "
-                                f"{spec.max_positions} positions; shorten the text or lower probe_length")
+        positions = self.llm.processor.limits.max_model_len
+        if p + area > positions:
+            raise A2DGuardError(f"item {index}: prompt + response is {p + area} tokens but the model takes "
+                                f"{positions} positions; shorten the text or lower probe_length")
         if len(ids) < 2:  # no token has content to its right: probe C
             return _Plan([prompt_ids + [spec.mask_id] * area], [[p]], [[]], [], "prompt")
         n, base = len(ids), prompt_ids + ids + [spec.eos_id] * (area - len(ids))

@@ -29,7 +29,27 @@ def serve(
     host: Annotated[str | None, typer.Option(help="Address to listen on (default: 127.0.0.1).")] = None,
     port: Annotated[int | None, typer.Option(help="Port (0 = any free port) (default: 8000).")] = None,
     api_key: Annotated[str | None, typer.Option("--api-key", envvar="A2D_GUARD_API_KEY", show_envvar=True,
-                                                help="Require 'Authorization: Bearer KEY' on /v1 routes.")] = None,
+                                                help="Require 'Authorization: Bearer KEY' on /v1 and docs routes. "
+                                                     "Prefer the environment variable or --api-key-file: a flag is "
+                                                     "visible to anyone who can list processes.")] = None,
+    api_key_file: Annotated[Path | None, typer.Option("--api-key-file", help="Read the API key from the first "
+                                                      "line of this file.")] = None,
+    max_model_len: Annotated[int | None, typer.Option(help="Canvas positions (prompt + max_tokens) one request "
+                                                      "may take (default: the model's).")] = None,
+    max_body_bytes: Annotated[int | None, typer.Option(help="Largest request body; larger is a 413 "
+                                                       "(default: 4 MiB).")] = None,
+    max_samples_per_request: Annotated[int | None, typer.Option(help="Prompts x n one request may take "
+                                                                "(default: max(8, batch / 4)).")] = None,
+    max_connections: Annotated[int | None, typer.Option(help="Open connections; one more is answered 503 "
+                                                        "(default: 1024).")] = None,
+    timeout_keep_alive: Annotated[float | None, typer.Option(help="Seconds an idle keep-alive connection stays "
+                                                             "open (default: 15).")] = None,
+    timeout_header: Annotated[float | None, typer.Option(help="Seconds a client has to send a request's headers "
+                                                         "(default: 10).")] = None,
+    timeout_body: Annotated[float | None, typer.Option(help="Seconds a client has to send a request's body after "
+                                                       "its headers (default: 60).")] = None,
+    docs: Annotated[bool | None, typer.Option("--docs/--no-docs", help="Serve /docs, /redoc and /openapi.json "
+                                              "(behind the API key when one is set) (default: on).")] = None,
     max_waiting: Annotated[int | None, typer.Option(help="Queued requests beyond the running slots before "
                                                     "answering 429 (default: 256).")] = None,
     served_model_name: Annotated[str | None, typer.Option(help="Model name clients send and /v1/models lists "
@@ -38,7 +58,7 @@ def serve(
                                                 "(keys = flag names); flags override it.")] = None,
     gen_length: Annotated[int | None, typer.Option(help="Default max_tokens = canvas length (default: 128).")] = None,
     steps: Annotated[int | None, typer.Option(help="Default denoising steps per gen-length tokens "
-                                              "(default: 128).")] = None,
+                                              "(default: --gen-length, one token per step).")] = None,
     block_length: Annotated[int | None, typer.Option(help="Default block length (default: 32).")] = None,
     eos_threshold: Annotated[float | None, typer.Option(help="Default A2D monitor threshold, 1.0 = off "
                                                         "(default: 0.9).")] = None,
@@ -60,7 +80,13 @@ def serve(
         max_waiting=max_waiting, served_model_name=served_model_name, gen_length=gen_length, steps=steps,
         block_length=block_length, eos_threshold=eos_threshold, refusal_text=refusal_text,
         shutdown_timeout=shutdown_timeout, dtype=dtype, device=device, family=family,
-        trust_remote_code=trust_remote_code or None)
+        trust_remote_code=trust_remote_code or None, api_key_file=str(api_key_file) if api_key_file else None,
+        max_model_len=max_model_len, max_body_bytes=max_body_bytes, max_samples_per_request=max_samples_per_request,
+        max_connections=max_connections, timeout_keep_alive=timeout_keep_alive, timeout_header=timeout_header,
+        timeout_body=timeout_body, docs=docs)
+    if api_key and os.environ.get("A2D_GUARD_API_KEY") != api_key:
+        typer.echo("warning: --api-key puts the key on the command line, where `ps` shows it to every user of "
+                   "this machine; set A2D_GUARD_API_KEY or use --api-key-file instead", err=True)
     if settings.model == "demo":
         settings = _demo_model(settings)
     from a2d_guard.server.run import bind_socket, load_llm, url_of
@@ -70,7 +96,7 @@ def serve(
     llm = load_llm(settings)
 
     def ready(_state) -> None:
-        auth = "API key required" if settings.api_key else "no API key"
+        auth = "API key required" if settings.api_key or settings.api_key_file else "no API key"
         typer.echo(f"a2d-guard serving {settings.model_name!r} on {url_of(sock)} (batch {settings.batch}, "
                    f"cache {settings.cache}, max waiting {settings.max_waiting}, {auth}); Ctrl-C to stop", err=True)
 

@@ -32,17 +32,17 @@ from a2d_guard.diffusion.canvas import (
     A2D_FALLBACK_MASKS,
     A2D_TEMPERATURE,
     answer_length,
+    check_request,
+    check_token_ids,
     initial_canvas,
     protocol_params,
+    response_tokens,
 )
 from a2d_guard.diffusion.confidence import choose_x0, confidence, select_top_k
 from a2d_guard.diffusion.reference import (
     GenerationResult,
-    check_token_ids,
     monitored_forward,
     reference_generate,
-    response_tokens,
-    validate_request,
 )
 from a2d_guard.diffusion.schedule import block_end, num_transfer_tokens
 from a2d_guard.models.spec import ModelSpec
@@ -133,12 +133,12 @@ def full_steps(spec: ModelSpec, prompt_ids: Sequence[int], steps: int, protocol:
 def protocol_generate(model, spec: ModelSpec, prompt_ids: Sequence[int], params: SamplingParams) -> GenerationResult:
     """Decode ``prompt_ids`` under ``params.protocol``; ``a2d`` ignores ``gen_length`` and ``temperature``.
 
-    Every request is checked as the engine checks it (``validate_request``: under ``a2d`` the
+    Every request is checked as the engine checks it (``canvas.check_request``: under ``a2d`` the
     positions check counts the canvas actually decoded).
     """
     if params.protocol == "ours":
         return reference_generate(model, spec, prompt_ids, params)
-    validate_request(spec, prompt_ids, params)
+    check_request(spec, prompt_ids, params)
     device = next(model.parameters()).device
     ids = check_token_ids(spec, prompt_ids)
     canvas = torch.tensor(initial_canvas(ids, params, spec.mask_id), device=device)  # [L]

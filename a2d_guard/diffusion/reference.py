@@ -24,14 +24,13 @@ Fast-dLLM, whatever the remasking mode; the mode still picks the one forced comm
 
 from __future__ import annotations
 
-import operator
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 
 import torch
 
 from a2d_guard.config import SamplingParams
-from a2d_guard.diffusion.canvas import answer_length
+from a2d_guard.diffusion.canvas import check_request, response_tokens
 from a2d_guard.diffusion.confidence import choose_x0, confidence, select_top_k
 from a2d_guard.diffusion.monitor import first_visible_end, leftmost_masked, should_reject
 from a2d_guard.diffusion.schedule import block_end, num_transfer_tokens
@@ -70,62 +69,6 @@ def apply_logit_bias(logits: torch.Tensor, bias: dict[int, float]) -> torch.Tens
     vals = torch.tensor(list(bias.values()), dtype=logits.dtype, device=logits.device)
     logits[..., ids] += vals
     return logits
-
-
-def response_tokens(canvas: torch.Tensor, prompt_length: int, end_ids: tuple[int, ...], stop_at: int) -> list[int]:
-    """Visible response: canvas[prompt_length:stop_at], cut at the first end token."""
-    out: list[int] = []
-    for tok in canvas[prompt_length:max(stop_at, prompt_length)].tolist():
-        if tok in end_ids:
-            break
-        out.append(tok)
-    return out
-
-
-def check_token_ids(spec: ModelSpec, ids: Sequence[int], what: str = "prompt") -> list[int]:
-    """``ids`` as plain ints, each a token of the model's vocabulary ([0, vocab_size)).
-
-    Accepts anything integer-like (``int``, NumPy or 0-d torch integers) but not ``bool`` or
-    floats: a float id is a caller's bug that ``int()`` would hide, and an id outside the
-    vocabulary would otherwise fail deep in the embedding with an ``IndexError``.
-    """
-    out = []
-    for j, t in enumerate(ids):
-        try:
-            if isinstance(t, bool):
-                raise TypeError
-            v = operator.index(t)
-        except TypeError:
-            raise A2DGuardError(
-                f"{what}: token {j} is {t!r} ({type(t).__name__}); token ids must be ints in [0, {spec.vocab_size})"
-            ) from None
-        if not 0 <= v < spec.vocab_size:
-            raise A2DGuardError(
-                f"{what}: token id {v} (position {j}) is outside the model's vocabulary [0, {spec.vocab_size}); "
-                "encode the text with this model's tokenizer"
-            )
-        out.append(v)
-    return out
-
-
-def validate_request(spec: ModelSpec, prompt_ids: Sequence[int], params: SamplingParams) -> None:
-    """Checks that need the model (the rest is in ``SamplingParams.validate``).
-
-    The positions check counts the canvas the request's protocol decodes (``canvas.answer_length``).
-    """
-    if len(prompt_ids) == 0:
-        raise A2DGuardError("prompt is empty; pass at least one token of prompt text")
-    check_token_ids(spec, prompt_ids)
-    params.validate(vocab_size=spec.vocab_size)
-    total = len(prompt_ids) + answer_length(prompt_ids, spec.mask_id, params.gen_length, params.protocol)
-    if spec.max_positions and total > spec.max_positions and params.protocol == "a2d":
-        raise A2DGuardError(f"the a2d canvas ({total} tokens) exceeds the model's {spec.max_positions} positions; "
-                            "shorten the prompt")
-    if spec.max_positions and total > spec.max_positions:
-        raise A2DGuardError(
-            f"prompt ({len(prompt_ids)} tokens) + gen_length ({params.gen_length}) = {total} exceeds the "
-            f"model's {spec.max_positions} positions; shorten the prompt or lower gen_length"
-        )
 
 
 def block_budget(canvas: torch.Tensor, in_reach: torch.Tensor, mask_id: int, params: SamplingParams) -> Iterator[int]:
@@ -169,7 +112,7 @@ def reference_generate(model, spec: ModelSpec, prompt_ids: Sequence[int], params
     if params.protocol != "ours":
         raise A2DGuardError(f"reference_generate decodes protocol 'ours', got protocol={params.protocol!r}; "
                             "call a2d_guard.diffusion.protocols.protocol_generate for it")
-    validate_request(spec, prompt_ids, params)
+    check_request(spec, prompt_ids, params)
     device = next(model.parameters()).device
     prompt_length = len(prompt_ids)
     canvas = torch.tensor(list(prompt_ids) + [spec.mask_id] * params.gen_length, device=device)  # [L]

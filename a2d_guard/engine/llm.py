@@ -7,7 +7,7 @@ from collections.abc import Sequence as Seq
 from pathlib import Path
 
 from a2d_guard.config import SamplingParams
-from a2d_guard.diffusion.prompts import encode_prompt
+from a2d_guard.engine.input_processor import RequestLimits
 from a2d_guard.engine.llm_engine import LLMEngine
 from a2d_guard.engine.outputs import RequestOutput
 from a2d_guard.errors import A2DGuardError
@@ -20,11 +20,15 @@ class LLM:
     strings (chat template applied, ``<mask:N>`` expanded) or lists of token ids (used as is).
     ``cache``: "none" (exact mode, token-identical to the reference sampler), "prefix" or
     "dual" (fast mode: Fast-dLLM's block K/V cache, DESIGN §12; approximate, much cheaper).
+    ``max_model_len``: the most canvas positions (prompt + answer) one request may take
+    (default: the model's positions); a prompt longer than 16 characters a position is
+    refused before it is tokenized.
     """
 
     def __init__(self, model: str = "tiny", adapter: str | Path | None = None, max_num_seqs: int = 64,
                  dtype=None, device=None, family: str | None = None, trust_remote_code: bool = False,
-                 seed: int = 0, chat_template: bool = True, cache: str = "none", _loaded=None):
+                 seed: int = 0, chat_template: bool = True, cache: str = "none", max_model_len: int | None = None,
+                 _loaded=None):
         if _loaded is None:
             from a2d_guard.models import load_model
 
@@ -32,17 +36,21 @@ class LLM:
                                  trust_remote_code=trust_remote_code, seed=seed)
         self.model, self.tokenizer, self.spec = _loaded
         self.chat_template = chat_template
-        self.engine = LLMEngine(self.model, self.tokenizer, self.spec, max_num_seqs=max_num_seqs, cache=cache)
+        limits = RequestLimits.for_model(self.spec, max_model_len)
+        self.engine = LLMEngine(self.model, self.tokenizer, self.spec, max_num_seqs=max_num_seqs, cache=cache,
+                                limits=limits)
+        self.processor = self.engine.processor
 
     @classmethod
     def from_loaded(cls, model, tokenizer, spec, max_num_seqs: int = 64, chat_template: bool = True,
-                    cache: str = "none") -> LLM:
+                    cache: str = "none", max_model_len: int | None = None) -> LLM:
         """Wrap an already loaded (model, tokenizer, spec), e.g. from ``load_model``."""
         return cls(max_num_seqs=max_num_seqs, chat_template=chat_template, cache=cache,
-                   _loaded=(model, tokenizer, spec))
+                   max_model_len=max_model_len, _loaded=(model, tokenizer, spec))
 
     def encode(self, prompt: str, prefill: str | None = None) -> list[int]:
-        return encode_prompt(self.tokenizer, self.spec, prompt, prefill=prefill, chat=self.chat_template)
+        """The canvas prefix of a text prompt, with the same bounds as a request's."""
+        return self.processor.encode_prompt(prompt, prefill=prefill, chat=self.chat_template)
 
     def generate(self, prompts: str | Seq[str] | Seq[Seq[int]],
                  sampling_params: SamplingParams | Seq[SamplingParams] | None = None,
@@ -54,8 +62,6 @@ class LLM:
         ``str`` or one list of int token ids) or a list of prompts; an empty list decodes
         nothing and returns ``[]`` (as ``map`` would), while an empty prompt is an error.
         """
-        from a2d_guard.diffusion.reference import check_token_ids, validate_request
-
         prompts = as_prompt_list(prompts)
         if sampling_params is None:
             sampling_params = SamplingParams()
@@ -70,15 +76,16 @@ class LLM:
         for i, (prompt, p) in enumerate(zip(prompts, params, strict=True)):
             if isinstance(prompt, str):
                 if not prompt.strip():
-                    raise A2DGuardError(f"prompt {i} is empty; pass some text")
-                requests.append((prompt, self.encode(prompt), p))
+                    raise A2DGuardError(f"prompt {i} is empty; pass some text", param="prompt")
+                requests.append((prompt, self._indexed(i, self.encode, prompt), p))
             else:
                 if len(prompt) == 0:
-                    raise A2DGuardError(f"prompt {i} is an empty list of token ids; pass at least one token")
-                requests.append((None, check_token_ids(self.spec, prompt, f"prompt {i}"), p))
+                    raise A2DGuardError(f"prompt {i} is an empty list of token ids; pass at least one token",
+                                        param="prompt")
+                requests.append((None, self.processor.token_ids(prompt, f"prompt {i}"), p))
 
-        for _, ids, p in requests:
-            validate_request(self.spec, ids, p)
+        for i, (_, ids, p) in enumerate(requests):
+            self._indexed(i, self.processor.check, ids, p)
         order = {}
         for i, (text, ids, p) in enumerate(requests):
             order[self.engine.add_request(None, ids, p, prompt=text)] = i
@@ -102,6 +109,16 @@ class LLM:
             if bar is not None:
                 bar.close()
         return [r for r in results if r is not None]
+
+    @staticmethod
+    def _indexed(i: int, fn, *args):
+        """``fn(*args)``; an ``A2DGuardError`` it raises names prompt ``i`` as well."""
+        try:
+            return fn(*args)
+        except A2DGuardError as exc:
+            if str(exc).startswith(f"prompt {i}"):
+                raise
+            raise A2DGuardError(f"prompt {i}: {exc}", param=exc.param) from None
 
 
 _ACCEPTED = "a str, a list of int token ids, or a list of those"

@@ -9,12 +9,15 @@ eviction or abort.
 
 from __future__ import annotations
 
+import logging
 from collections import deque
 
 import torch
 
 from a2d_guard.engine.kv_cache import KVPool
 from a2d_guard.engine.sequence import Sequence, SequenceStatus
+
+log = logging.getLogger("a2d_guard.engine")
 
 
 class Scheduler:
@@ -35,12 +38,22 @@ class Scheduler:
         self.waiting.append(seq)
 
     def schedule(self) -> list[Sequence]:
-        """Admit waiting requests into free slots (FIFO); return the running batch."""
+        """Admit waiting requests into free slots (FIFO); return the running batch.
+
+        A request whose admission raises (its canvas or K/V slot cannot be allocated) joins
+        the batch already finished with an error, so the next eviction reports it and it
+        fails alone; the requests behind it are still admitted."""
         while self.waiting and len(self.running) < self.max_num_seqs:
             seq = self.waiting.popleft()
-            seq.admit(self.device)
-            if self.kv_pool is not None:
-                seq.kv_slot = self.kv_pool.allocate(seq.length)
+            try:
+                seq.admit(self.device)
+                if self.kv_pool is not None:
+                    seq.kv_slot = self.kv_pool.allocate(seq.length)
+            except Exception as exc:
+                log.error("request %s could not be admitted", seq.request_id, exc_info=exc)
+                self._release(seq)
+                seq.error = f"internal error: could not admit the request ({type(exc).__name__}: {exc})"[:300]
+                seq.finish(SequenceStatus.FINISHED_ERROR)
             self.running.append(seq)
         return self.running
 

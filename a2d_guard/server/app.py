@@ -3,6 +3,13 @@
 Every user mistake is a 4xx with OpenAI's error body naming the field; a 5xx means our
 bug (or a request whose decode failed inside a step, which fails alone). An A2D rejection
 is not an error: 200 with ``finish_reason: "content_filter"``.
+
+One request never hurts another. Before a request is tokenized or queued it is bounded:
+its body (``max_body_bytes``, 413), its text (characters per ``max_model_len``), its
+samples (prompts x ``n`` <= ``samples_per_request``), its types (strict) and every sampling
+value. Tokenization runs on a small worker pool, never on the event loop, so ``/health``
+and running streams never wait on another request's prompt. An exception anywhere in a
+route is a 500 with OpenAI's error body on a connection that stays open.
 """
 
 from __future__ import annotations
@@ -13,6 +20,7 @@ import json
 import logging
 import time
 import uuid
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
 
 from fastapi import Depends, FastAPI, Request
@@ -21,16 +29,19 @@ from fastapi.responses import JSONResponse, Response, StreamingResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from a2d_guard import __version__
-from a2d_guard.diffusion.prompts import encode_messages, encode_prompt
-from a2d_guard.diffusion.reference import validate_request
+from a2d_guard.engine.input_processor import InputProcessor, RequestLimits
 from a2d_guard.errors import A2DGuardError
-from a2d_guard.server.engine_loop import EngineLoop
+from a2d_guard.server.docs import add_docs, openapi_schema
+from a2d_guard.server.engine_loop import EngineLoop, EngineUnavailable
 from a2d_guard.server.generation import Generation
+from a2d_guard.server.guards import BodyLimit, CatchAll, validation_message
 from a2d_guard.server.metrics import ServerMetrics
 from a2d_guard.server.moderations import add_moderations
-from a2d_guard.server.params import param_of, sampling_params
+from a2d_guard.server.params import request_field, sampling_params
 from a2d_guard.server.protocol import ChatCompletionRequest, CompletionRequest, RequestError, _Request, error_body
 from a2d_guard.server.settings import ServerConfig
+
+TOKENIZER_THREADS = 2  # tokenization workers: enough to overlap, few enough to leave the engine its cores
 
 log = logging.getLogger("a2d_guard.server")
 
@@ -40,11 +51,22 @@ class ServerState:
 
     def __init__(self, llm, config: ServerConfig):
         self.llm, self.config = llm, config
+        if config.max_model_len is not None:  # the server's bound on what one request may take
+            llm.engine.processor = InputProcessor(llm.tokenizer, llm.spec,
+                                                  RequestLimits.for_model(llm.spec, config.max_model_len))
+        self.processor: InputProcessor = llm.engine.processor
         self.metrics = ServerMetrics()
         self.loop = EngineLoop(llm.engine, self.metrics)
         self.defaults = config.default_params()
         self.draining = False
         self.created = int(time.time())
+        self.api_key = config.read_api_key()
+        self.open_responses = 0  # generations whose answer is not fully sent yet (drain waits on them)
+        self.tokenizers = ThreadPoolExecutor(TOKENIZER_THREADS, thread_name_prefix="a2d-tokenize")
+
+    async def off_loop(self, fn, *args):
+        """``fn(*args)`` on the tokenizer pool (tokenizing a long prompt must not stall the event loop)."""
+        return await asyncio.get_running_loop().run_in_executor(self.tokenizers, fn, *args)
 
     @property
     def capacity(self) -> int:
@@ -66,28 +88,42 @@ def build_app(llm, config: ServerConfig, on_ready=None) -> FastAPI:
         finally:
             state.draining = True
             await asyncio.to_thread(state.loop.stop, 10.0)
+            state.tokenizers.shutdown(wait=False, cancel_futures=True)
 
-    app = FastAPI(title="a2d-guard", version=__version__, lifespan=lifespan,
-                  description="OpenAI-compatible server for diffusion LMs with the A2D safety monitor.")
+    app = FastAPI(title="a2d-guard", version=__version__, lifespan=lifespan, openapi_url=None, docs_url=None,
+                  redoc_url=None, description="OpenAI-compatible server for diffusion LMs with the A2D safety "
+                                              "monitor.")
     app.state.server = state
     _install_error_handlers(app)
+    app.add_middleware(BodyLimit, max_bytes=config.max_body_bytes)
+    app.add_middleware(CatchAll)  # outermost of ours: a 500 body, and the connection stays open
 
-    async def check_request(request: Request) -> None:  # async: no thread-pool hop per request
+    key = state.api_key.encode("utf-8") if state.api_key is not None else None
+
+    async def check_key(request: Request) -> None:  # async: no thread-pool hop per request
+        """The API key, compared as the UTF-8 bytes clients send (never decoded as Latin-1)."""
+        if key is None:
+            return
+        raw = next((v for k, v in request.scope["headers"] if k == b"authorization"), b"")
+        scheme, _, token = raw.partition(b" ")
+        if scheme.lower() != b"bearer" or not hmac.compare_digest(token.strip(), key):
+            raise RequestError("missing or wrong API key; send 'Authorization: Bearer <key>'", status=401,
+                               type="invalid_request_error", code="invalid_api_key")
+
+    async def check_request(request: Request) -> None:
+        await check_key(request)
         if state.draining or not state.loop.is_alive:
             raise RequestError("the server is shutting down or its engine stopped; retry on another replica",
                                status=503, type="service_unavailable", code="unavailable")
-        if config.api_key is not None:
-            header = request.headers.get("authorization", "")
-            scheme, _, token = header.partition(" ")
-            if scheme.lower() != "bearer" or not hmac.compare_digest(token.encode(), config.api_key.encode()):
-                raise RequestError("missing or wrong API key; send 'Authorization: Bearer <key>'", status=401,
-                                   type="invalid_request_error", code="invalid_api_key")
 
     @app.get("/health")
     async def health() -> Response:
         ok = state.loop.is_alive and not state.draining
-        return JSONResponse({"status": "ok" if ok else ("draining" if state.draining else "engine stopped")},
-                            status_code=200 if ok else 503)
+        status = "ok" if ok else ("draining" if state.draining else "engine stopped")
+        body = {"status": status, "engine_restarts": state.loop.restarts}
+        if state.loop.error:
+            body["error"] = state.loop.error
+        return JSONResponse(body, status_code=200 if ok else 503)
 
     @app.get("/metrics")
     async def metrics() -> Response:
@@ -99,7 +135,7 @@ def build_app(llm, config: ServerConfig, on_ready=None) -> FastAPI:
     async def models() -> dict:
         return {"object": "list", "data": [{
             "id": config.model_name, "object": "model", "created": state.created, "owned_by": "a2d-guard",
-            "root": config.model, "max_model_len": llm.spec.max_positions}]}
+            "root": config.model, "max_model_len": state.processor.limits.max_model_len}]}
 
     @app.post("/v1/chat/completions", dependencies=[Depends(check_request)])
     async def chat_completions(body: ChatCompletionRequest, request: Request) -> Response:
@@ -109,32 +145,58 @@ def build_app(llm, config: ServerConfig, on_ready=None) -> FastAPI:
             raise RequestError("max_tokens and max_completion_tokens differ; send one of them",
                                param="max_completion_tokens")
         turns = body.turns()
-        try:
-            ids = encode_messages(llm.tokenizer, llm.spec, turns, chat=llm.chat_template)
-        except A2DGuardError as exc:
-            raise RequestError(str(exc), param="messages") from None
+        _check_samples(state, 1, body.n)
+        with _named("messages"):
+            ids = await state.off_loop(lambda: state.processor.encode_messages(turns, chat=llm.chat_template))
         return await _serve(state, request, body, [ids], max_tokens, chat=True)
 
     @app.post("/v1/completions", dependencies=[Depends(check_request)])
     async def completions(body: CompletionRequest, request: Request) -> Response:
         _check_model(body, config)
-        prompts = []
-        for p in body.prompts():
-            if isinstance(p, str):
-                try:
-                    prompts.append(encode_prompt(llm.tokenizer, llm.spec, p, chat=False))
-                except A2DGuardError as exc:
-                    raise RequestError(str(exc), param="prompt") from None
-            else:
-                bad = [t for t in p if not 0 <= t < llm.spec.vocab_size]
-                if bad:
-                    raise RequestError(f"prompt token id {bad[0]} is out of range [0, {llm.spec.vocab_size})",
-                                       param="prompt")
-                prompts.append(list(p))
-        return await _serve(state, request, body, prompts, body.max_tokens, chat=False)
+        prompts = body.prompts()
+        _check_samples(state, len(prompts), body.n)
+        with _named("prompt"):
+            ids = await state.off_loop(_encode_prompts, state.processor, prompts)
+        return await _serve(state, request, body, ids, body.max_tokens, chat=False)
 
     add_moderations(app, state, check_request)  # the Guard's route (DESIGN §10)
+    app.openapi = lambda: openapi_schema(app)  # 400s (OpenAI's error body), never FastAPI's 422
+    if config.docs:
+        add_docs(app, check_key)
     return app
+
+
+def _encode_prompts(processor: InputProcessor, prompts: list) -> list[list[int]]:
+    """Each completion prompt as canvas ids: text (no chat template) or token ids checked."""
+    return [processor.encode_prompt(p, chat=False) if isinstance(p, str) else processor.token_ids(p)
+            for p in prompts]
+
+
+class _named:
+    """``with _named("prompt"):`` turns an ``A2DGuardError`` into a 400 naming its field."""
+
+    def __init__(self, default: str):
+        self.default = default
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, kind, exc, tb) -> bool:
+        if exc is None or isinstance(exc, RequestError) or not isinstance(exc, A2DGuardError):
+            return False
+        param = request_field(exc.param) or self.default
+        if param == "prompt" and self.default == "messages":
+            param = "messages"
+        raise RequestError(str(exc), param=param) from None
+
+
+def _check_samples(state: ServerState, num_prompts: int, n: int) -> None:
+    """Prompts x n within this request's share of the server, before anything is tokenized."""
+    limit = state.config.samples_per_request
+    if num_prompts * n > limit:
+        raise RequestError(f"this request asks for {num_prompts} prompt(s) x n={n} = {num_prompts * n} samples; "
+                           f"one request may take at most {limit} (--max-samples-per-request); split it",
+                           param="prompt" if num_prompts > 1 else "n")
 
 
 def _check_model(body: _Request, config: ServerConfig) -> None:
@@ -146,12 +208,10 @@ def _check_model(body: _Request, config: ServerConfig) -> None:
 
 async def _serve(state: ServerState, request: Request, body: _Request, prompts: list[list[int]],
                  max_tokens: int | None, chat: bool) -> Response:
-    params = sampling_params(body, state.defaults, max_tokens)
-    for ids in prompts:
-        try:
-            validate_request(state.llm.spec, ids, params[0])
-        except A2DGuardError as exc:
-            raise RequestError(str(exc), param=param_of(str(exc)) or ("messages" if chat else "prompt")) from None
+    params = sampling_params(body, state.defaults, max_tokens, state.processor.limits.max_model_len)
+    with _named("messages" if chat else "prompt"):
+        for ids in prompts:
+            state.processor.check(ids, params[0])
     count = len(prompts) * len(params)
     if count > state.capacity:
         raise RequestError(f"this request asks for {count} samples but the server holds at most "
@@ -162,18 +222,31 @@ async def _serve(state: ServerState, request: Request, body: _Request, prompts: 
                            status=429, type="requests", code="rate_limit_exceeded")
     http_id = f"{'chatcmpl' if chat else 'cmpl'}-{uuid.uuid4().hex}"
     gen = Generation(state.loop, state.llm.tokenizer, http_id, prompts, params, body.stop, body.stream)
-    gen.submit()
+    try:
+        gen.submit()
+    except EngineUnavailable:
+        raise RequestError("the engine stopped; retry on another replica", status=503,
+                           type="service_unavailable", code="unavailable") from None
     shape = _Shape(http_id, state.config.model_name, chat, sum(len(p) for p in prompts))
+    state.open_responses += 1
     if body.stream:
-        return StreamingResponse(_stream(gen, shape, body.include_usage), media_type="text/event-stream",
+        return StreamingResponse(_stream(state, gen, shape, body.include_usage), media_type="text/event-stream",
                                  headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
-    if not await _finish_or_disconnect(gen, request):
-        return Response(status_code=499)  # the client is gone: nobody reads this
+    try:
+        if not await _finish_or_disconnect(gen, request):
+            return Response(status_code=499)  # the client is gone: nobody reads this
+    finally:
+        state.open_responses -= 1
     failed = [c for c in gen.choices if c.error]
     if failed:
-        return JSONResponse(error_body(f"decoding failed: {failed[0].error}", "internal_server_error",
-                                       code="decode_failed"), status_code=500)
+        return JSONResponse(_failure_body(failed[0]), status_code=failed[0].error_status)
     return JSONResponse(shape.response(gen.choices))
+
+
+def _failure_body(c) -> dict:
+    if c.error_status == 503:
+        return error_body(c.error, "service_unavailable", code="unavailable")
+    return error_body(f"decoding failed: {c.error}", "internal_server_error", code="decode_failed")
 
 
 async def _finish_or_disconnect(gen: Generation, request: Request) -> bool:
@@ -200,7 +273,7 @@ async def _finish_or_disconnect(gen: Generation, request: Request) -> bool:
     return False
 
 
-async def _stream(gen: Generation, shape: _Shape, include_usage: bool):
+async def _stream(state: ServerState, gen: Generation, shape: _Shape, include_usage: bool):
     """SSE: a first chunk (chat: the role), visible-text deltas, a final chunk per sample, [DONE]."""
     try:
         if shape.chat:
@@ -208,8 +281,7 @@ async def _stream(gen: Generation, shape: _Shape, include_usage: bool):
                 yield shape.sse(shape.chunk(c.index, {"role": "assistant", "content": ""}))
         async for c, delta in gen.updates():
             if c.error:
-                yield shape.sse(error_body(f"decoding failed: {c.error}", "internal_server_error",
-                                           code="decode_failed"))
+                yield shape.sse(_failure_body(c))
                 continue
             if delta:
                 yield shape.sse(shape.chunk(c.index, {"content": delta} if shape.chat else delta))
@@ -220,6 +292,7 @@ async def _stream(gen: Generation, shape: _Shape, include_usage: bool):
         yield "data: [DONE]\n\n"
     finally:  # the client went away (or we are done): free every slot still held
         gen.abort_unfinished()
+        state.open_responses -= 1
 
 
 class _Shape:
@@ -265,19 +338,7 @@ def _install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(RequestValidationError)
     async def validation_error(_: Request, exc: RequestValidationError) -> JSONResponse:
-        err = exc.errors()[0]
-        loc = [str(p) for p in err.get("loc", ()) if p != "body"]
-        param = ".".join(loc) or None
-        if err.get("type") == "json_invalid":
-            message, param = f"the request body is not valid JSON: {err.get('ctx', {}).get('error', err['msg'])}", None
-        elif not loc and err.get("type") in ("model_attributes_type", "dict_type", "model_type"):
-            message = "the request body must be a JSON object (with Content-Type: application/json)"
-        elif err.get("type") == "extra_forbidden":
-            message = f"unknown field {param!r}: it is neither an OpenAI nor an a2d-guard request field"
-        elif err.get("type") == "missing":
-            message = f"{param} is required" if param else "the request body is required"
-        else:
-            message = f"{param}: {err['msg']}" if param else err["msg"]
+        message, param = validation_message(exc.errors())
         return JSONResponse(error_body(message, "invalid_request_error", param), status_code=400)
 
     @app.exception_handler(StarletteHTTPException)
@@ -285,9 +346,3 @@ def _install_error_handlers(app: FastAPI) -> None:
         kind = "not_found_error" if exc.status_code == 404 else "invalid_request_error"
         return JSONResponse(error_body(str(exc.detail), kind), status_code=exc.status_code,
                             headers=getattr(exc, "headers", None))
-
-    @app.exception_handler(Exception)
-    async def internal_error(_: Request, exc: Exception) -> JSONResponse:
-        log.exception("internal error")
-        return JSONResponse(error_body(f"internal error: {type(exc).__name__}", "internal_server_error"),
-                            status_code=500)

@@ -9,9 +9,15 @@ events into the text a client sees:
   UTF-8 character) never has to take text back; with ``stop`` strings, a tail that could
   still grow into one is held back too;
 - ``stop`` strings cut the text and finish the sample with ``stop``; when a stop string is
-  already visible, the engine request is aborted at once (the text left of it is final);
+  already visible, the engine request is aborted at once (the text left of it is final and
+  is streamed at once; the sample closes when the engine reports the abort, so its ``a2d``
+  fields and the ``stop`` metric are the engine's);
 - an A2D rejection (``content_filter``) answers the refusal text (default ``""``), not
-  the committed text: a stream may have shown visible text before the monitor fired.
+  the committed text. A stream cannot take back what it showed: when the monitor fires
+  before any text was streamed, the chunks add up to the plain answer (the refusal text);
+  when visible text was streamed first, the final chunk carries no more text, its
+  ``finish_reason`` is ``content_filter`` and ``a2d.refusal_text`` holds the answer a client
+  should show instead of what it streamed.
 """
 
 from __future__ import annotations
@@ -43,6 +49,8 @@ class Choice:
     num_tokens: int = 0
     a2d: dict = field(default_factory=dict)
     error: str | None = None
+    error_status: int = 500  # 503: the server shut down (or its engine stopped) before the sample finished
+    stop_text: str | None = None  # the final text, once a visible stop string cut it (closed at the abort)
 
     @property
     def done(self) -> bool:
@@ -52,7 +60,7 @@ class Choice:
 class Generation:
     def __init__(self, loop: EngineLoop, tokenizer, http_id: str, prompts: list[list[int]],
                  params: list[SamplingParams], stops: list[str], stream: bool):
-        self.loop, self.tokenizer, self.stops = loop, tokenizer, stops
+        self.loop, self.tokenizer, self.stops, self.stream = loop, tokenizer, stops, stream
         n = len(params)
         self.choices = [Choice(p * n + j, f"{http_id}-{p * n + j}", ids, params[j])
                         for p, ids in enumerate(prompts) for j in range(n)]
@@ -66,9 +74,16 @@ class Generation:
         return all(c.done for c in self.choices)
 
     def submit(self) -> None:
+        """Queue every sample; if the loop refuses one (``EngineUnavailable``), abort the rest."""
         self.sink = Sink()
-        for c in self.choices:
-            self.loop.submit(Submission(c.request_id, c.prompt_ids, c.params, self.sink, watch=self._watch))
+        try:
+            for c in self.choices:
+                self.loop.submit(Submission(c.request_id, c.prompt_ids, c.params, self.sink, watch=self._watch))
+        except Exception:
+            for c in self.choices:
+                self.loop.abort(c.request_id)
+                c.error = "not submitted"
+            raise
 
     def abort_unfinished(self) -> None:
         for c in self.choices:
@@ -94,19 +109,21 @@ class Generation:
         if isinstance(event, Visible):
             return self._on_visible(c, event.token_ids)
         if isinstance(event, Failed):
-            c.error = event.message
+            c.error, c.error_status = event.message, event.status
             return ""
         assert isinstance(event, Finished)
         return self._on_finished(c, event)
 
     def _on_visible(self, c: Choice, ids: list[int]) -> str:
+        if c.stop_text is not None:  # cut already; waiting for the engine to report the abort
+            return ""
         if self.stops:
             full = self._decode(ids)
             cut = _cut_at_stop(full, self.stops)
             if cut >= 0:  # the text left of a visible stop string is final
-                self.loop.abort(c.request_id)
-                c.num_tokens = len(ids)
-                return self._close(c, full[:cut], "stop")
+                self.loop.abort(c.request_id, stop_cut=True)
+                c.num_tokens, c.stop_text = len(ids), full[:cut]
+                return self._advance(c, c.stop_text)
         safe = self._decode(ids[:-1])
         if self.stops and self._holdback:
             safe = safe[: max(0, len(safe) - self._holdback)]
@@ -118,15 +135,20 @@ class Generation:
     def _on_finished(self, c: Choice, event: Finished) -> str:
         out = event.output.outputs[0]
         c.a2d = {"p_eos": out.p_eos, "reject_step": out.reject_step, "steps": out.steps}
-        c.num_tokens = len(out.token_ids)
         if out.finish_reason == "error":
             c.error = out.error or "decoding failed"
             return ""
-        if out.finish_reason == "abort":  # only we abort; a stop-string cut is already closed
+        if c.stop_text is not None:  # the engine's answer to our abort at a visible stop string
+            return self._close(c, c.stop_text, "stop")
+        c.num_tokens = len(out.token_ids)
+        if out.finish_reason == "abort":  # only we abort
             c.error = "aborted"
             return ""
         if out.rejected:
             c.text, c.finish_reason = c.params.refusal_text or "", "content_filter"
+            if self.stream and c.sent:  # what was streamed cannot be taken back: say what to show instead
+                c.a2d["refusal_text"] = c.text
+                return ""
             return c.text
         text, reason = out.text, out.finish_reason
         cut = _cut_at_stop(text, self.stops) if self.stops else -1
@@ -136,7 +158,13 @@ class Generation:
 
     def _close(self, c: Choice, text: str, reason: str) -> str:
         c.text, c.finish_reason = text, reason
+        return self._advance(c, text)
+
+    @staticmethod
+    def _advance(c: Choice, text: str) -> str:
+        """The part of ``text`` not streamed yet (``text`` extends what was)."""
         if not text.startswith(c.sent):  # cannot happen with a prefix-stable detokenizer
             log.warning("request %s: streamed text %r is not a prefix of the final text", c.request_id, c.sent)
             return ""
-        return text[len(c.sent):]
+        delta, c.sent = text[len(c.sent):], text
+        return delta

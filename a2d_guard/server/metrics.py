@@ -45,9 +45,10 @@ class ServerMetrics:
         self.step_time.observe(seconds)
         self.batch_occupancy.observe(num_running / max_num_seqs)
 
-    def observe_finished(self, out: RequestOutput, seconds: float) -> None:
+    def observe_finished(self, out: RequestOutput, seconds: float, reason: str | None = None) -> None:
+        """``reason`` overrides the engine's (a stop-string cut is an engine abort but a ``stop``)."""
         completion = out.outputs[0]
-        self.finished.labels(finished_reason=completion.finish_reason).inc()
+        self.finished.labels(finished_reason=reason or completion.finish_reason).inc()
         if completion.rejected:
             self.rejections.inc()
         self.e2e_latency.observe(seconds)

@@ -26,10 +26,10 @@ import uuid
 from typing import TYPE_CHECKING
 
 from fastapi import Depends, FastAPI
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel
 
 from a2d_guard.errors import A2DGuardError
-from a2d_guard.server.protocol import ChatMessage, RequestError, chat_turns
+from a2d_guard.server.protocol import STRICT, ChatMessage, RequestError, Text, chat_turns
 
 if TYPE_CHECKING:  # pragma: no cover
     from a2d_guard.server.app import ServerState
@@ -38,11 +38,11 @@ MAX_INPUTS = 128  # strings per request: each is a forward row; more should be s
 
 
 class ModerationRequest(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = STRICT
 
-    input: str | list[str] | None = None
+    input: Text | list[Text] | None = None
     messages: list[ChatMessage] | None = None  # a2d-guard extension: check the last assistant turn
-    model: str | None = None
+    model: Text | None = None
 
     def items(self) -> tuple[list, str]:
         """Guard items and the request field they came from (for error bodies)."""
@@ -86,7 +86,7 @@ def add_moderations(app: FastAPI, state: ServerState, check_request) -> None:
         items, field = body.items()
         try:
             verdicts = await asyncio.to_thread(run_checks, items)
-        except A2DGuardError as exc:
+        except A2DGuardError as exc:  # e.g. an input longer than the model takes
             raise RequestError(str(exc), param=field) from None
         return {"id": f"modr-{uuid.uuid4().hex}", "model": state.config.model_name, "results": [
             {"flagged": v.flagged, "categories": {"a2d": v.flagged}, "category_scores": {"a2d": v.score},

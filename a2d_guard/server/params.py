@@ -9,6 +9,10 @@ clients (which know nothing of blocks) never see a divisibility error:
 - ``steps``: the server's steps-per-token ratio applied to ``max_tokens``, rounded to a
   multiple of the number of blocks.
 Values a request sets itself are never adjusted: a bad one is a 400 naming it.
+
+``max_tokens`` is checked against ``max_model_len`` before anything is fitted to it, and
+``seed + n - 1`` against the RNG's range (``protocol._Request.check_unsupported``), so no
+value a client can send reaches the engine unchecked.
 """
 
 from __future__ import annotations
@@ -44,22 +48,22 @@ def _fitted_steps(gen_length: int, num_blocks: int, defaults: SamplingParams) ->
     return num_blocks * max(1, round(gen_length * per_token / num_blocks))
 
 
-def param_of(message: str) -> str | None:
-    """The request field an ``A2DGuardError`` from ``SamplingParams`` is about."""
-    lowered = message.lower()
-    if "divisible by block_length" in lowered:
-        return "block_length"
-    hits = [(lowered.find(f), p) for f, p in _PARAM_OF_FIELD.items() if f in lowered]
-    return min(hits)[1] if hits else None
+def request_field(param: str | None) -> str | None:
+    """The request field a ``SamplingParams`` field is set by (``gen_length`` is ``max_tokens``)."""
+    return _PARAM_OF_FIELD.get(param, param)
 
 
-def sampling_params(req: _Request, defaults: SamplingParams, max_tokens: int | None = None) -> list[SamplingParams]:
+def sampling_params(req: _Request, defaults: SamplingParams, max_tokens: int | None = None,
+                    max_model_len: int | None = None) -> list[SamplingParams]:
     """One ``SamplingParams`` per sample (``n``); sample i uses seed + i."""
     gen_length = max_tokens if max_tokens is not None else req.max_tokens
     if gen_length is None:
         gen_length = defaults.gen_length
     elif gen_length <= 0:
         raise RequestError(f"max_tokens must be a positive integer, got {gen_length}", param="max_tokens")
+    elif max_model_len is not None and gen_length >= max_model_len:
+        raise RequestError(f"max_tokens {gen_length} leaves no room for a prompt in the {max_model_len} positions "
+                           f"this server's model takes; send at most {max_model_len - 1}", param="max_tokens")
     block_length = req.block_length
     if block_length is None:
         block_length = _fitted_block_length(gen_length, defaults.block_length)
@@ -80,4 +84,4 @@ def sampling_params(req: _Request, defaults: SamplingParams, max_tokens: int | N
     try:
         return [SamplingParams(seed=seed + i, **base) for i in range(req.n)]
     except A2DGuardError as exc:
-        raise RequestError(str(exc), param=param_of(str(exc))) from None
+        raise RequestError(str(exc), param=request_field(exc.param)) from None

@@ -6,17 +6,35 @@ implement (``top_p``, penalties, ``logprobs``, ``tools``, ...) are accepted at t
 neutral values, so LangChain-style clients that always send them keep working, and are a
 400 naming the field otherwise. The diffusion parameters sit at the top level of the body,
 as vLLM's ``extra_body`` puts them.
+
+Types are strict (``"16"`` is not an int, ``true`` is not a token id) and every string is
+well-formed Unicode (``Text``): JSON can carry a lone surrogate (``"\\ud800"``) that no
+tokenizer or encoder takes, so it is a 400 naming the field, never a 500 deep inside.
 """
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator
 
+from a2d_guard.config import MAX_LOGIT_BIAS, MAX_SEED
 from a2d_guard.errors import A2DGuardError
 
 MAX_N = 8
+
+
+def _well_formed(value: str) -> str:
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        raise ValueError(f"is not valid Unicode text (a lone surrogate {value[exc.start]!r} at character "
+                         f"{exc.start}); send well-formed UTF-8") from None
+    return value
+
+
+Text = Annotated[str, AfterValidator(_well_formed)]  # a str that any encoder takes
+STRICT = ConfigDict(extra="forbid", populate_by_name=True, strict=True)
 
 # OpenAI fields we accept but do not implement -> is this value neutral (changes nothing)?
 _NEUTRAL: dict[str, Any] = {
@@ -48,25 +66,25 @@ _NEUTRAL: dict[str, Any] = {
 class _Request(BaseModel):
     """Fields common to both routes. Unknown fields are rejected (``extra="forbid"``)."""
 
-    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+    model_config = STRICT
 
-    model: str | None = None
+    model: Text | None = None
     max_tokens: int | None = Field(default=None, description="The diffusion canvas length (gen_length).")
     temperature: float | None = Field(default=None, ge=0)
-    seed: int | None = Field(default=None, ge=0)
-    logit_bias: dict[str, float] | None = None
-    stop: str | list[str] | None = Field(default=None, validate_default=True)  # -> list[str]
+    seed: int | None = Field(default=None, ge=0, le=MAX_SEED, description="Sample i of n uses seed + i.")
+    logit_bias: dict[Text, float] | None = None
+    stop: Text | list[Text] | None = Field(default=None, validate_default=True)  # -> list[str]
     n: int = 1
     stream: bool = False
     stream_options: dict[str, Any] | None = None
-    user: str | None = None
+    user: Text | None = None
     # diffusion parameters (vLLM's extra_body places them at the top level)
     steps: int | None = None
     block_length: int | None = None
-    remasking: str | None = None
+    remasking: Text | None = None
     eos_threshold: float | None = None
     parallel_threshold: float | None = None  # Fast-dLLM threshold decoding (SamplingParams.parallel_threshold)
-    refusal_text: str | None = None
+    refusal_text: Text | None = None
     # accepted at neutral values only
     top_p: float | None = None
     frequency_penalty: float | None = None
@@ -75,7 +93,7 @@ class _Request(BaseModel):
     top_logprobs: int | None = None
     best_of: int | None = None
     echo: bool | None = None
-    suffix: str | None = None
+    suffix: Text | None = None
     tools: list[Any] | None = None
     tool_choice: Any = None
     functions: list[Any] | None = None
@@ -85,9 +103,9 @@ class _Request(BaseModel):
     modalities: list[str] | None = None
     audio: Any = None
     prediction: Any = None
-    reasoning_effort: str | None = None
+    reasoning_effort: Text | None = None
     web_search_options: Any = None
-    service_tier: str | None = None
+    service_tier: Text | None = None
     store: bool | None = None
     metadata: dict[str, Any] | None = None
 
@@ -96,7 +114,7 @@ class _Request(BaseModel):
     def _stop_strings(cls, v):
         stops = [v] if isinstance(v, str) else list(v or [])
         if len(stops) > 4 or any(not s for s in stops):
-            raise ValueError("stop takes at most 4 non-empty strings")
+            raise ValueError("takes at most 4 non-empty strings")
         return stops
 
     def check_unsupported(self) -> None:
@@ -108,6 +126,10 @@ class _Request(BaseModel):
                                    f"leave it unset or at its neutral value", param=name)
         if not 1 <= self.n <= MAX_N:
             raise RequestError(f"n must be between 1 and {MAX_N}, got {self.n}", param="n")
+        if self.seed is not None and self.seed + self.n - 1 > MAX_SEED:
+            raise RequestError(f"seed {self.seed} + n - 1 exceeds {MAX_SEED} (2**63 - 1), the largest seed the "
+                               f"RNG takes (sample i uses seed + i); use a seed <= {MAX_SEED - self.n + 1}",
+                               param="seed")
         if self.stream_options is not None:
             if not self.stream:
                 raise RequestError("stream_options is only allowed with stream=true", param="stream_options")
@@ -122,6 +144,9 @@ class _Request(BaseModel):
 
     def token_bias(self) -> dict[int, float]:
         """OpenAI sends token ids as JSON object keys (strings)."""
+        if len(self.logit_bias or {}) > MAX_LOGIT_BIAS:
+            raise RequestError(f"logit_bias holds {len(self.logit_bias)} entries; send at most {MAX_LOGIT_BIAS}",
+                               param="logit_bias")
         out: dict[int, float] = {}
         for key, bias in (self.logit_bias or {}).items():
             try:
@@ -133,11 +158,11 @@ class _Request(BaseModel):
 
 
 class ChatMessage(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = STRICT
 
     role: Literal["system", "developer", "user", "assistant"]
-    content: str | list[dict[str, Any]]
-    name: str | None = None
+    content: Text | list[dict[str, Any]]
+    name: Text | None = None
 
     def text(self) -> str:
         """String content, or the text parts joined (images and audio are not for a text model)."""
@@ -146,9 +171,12 @@ class ChatMessage(BaseModel):
         parts = []
         for part in self.content:
             if part.get("type") != "text" or not isinstance(part.get("text"), str):
-                raise RequestError(f"message content part of type {part.get('type')!r} is not supported; "
+                raise RequestError(f"message content part of type {part.get('type')!r:.40} is not supported; "
                                    f"send text parts only", param="messages")
-            parts.append(part["text"])
+            try:
+                parts.append(_well_formed(part["text"]))
+            except ValueError as exc:
+                raise RequestError(f"a message's text part {exc}", param="messages") from None
         return "".join(parts)
 
 
@@ -172,7 +200,7 @@ def chat_turns(messages: list[ChatMessage]) -> list[dict[str, str]]:
 
 
 class CompletionRequest(_Request):
-    prompt: str | list[str] | list[int] | list[list[int]]
+    prompt: Text | list[Text] | list[int] | list[list[int]]
 
     def prompts(self) -> list[str | list[int]]:
         """One entry per prompt: text, or token ids used as they are."""
@@ -193,11 +221,24 @@ class RequestError(A2DGuardError):
 
     def __init__(self, message: str, param: str | None = None, status: int = 400, code: str | None = None,
                  type: str = "invalid_request_error"):
-        super().__init__(message)
-        self.param, self.status, self.code, self.type = param, status, code, type
+        super().__init__(message, param=param)
+        self.status, self.code, self.type = status, code, type
 
     def body(self) -> dict:
         return error_body(str(self), self.type, self.param, self.code)
+
+
+class ErrorDetail(BaseModel):
+    message: str
+    type: str
+    param: str | None = None
+    code: str | int | None = None
+
+
+class ErrorResponse(BaseModel):
+    """OpenAI's error body, as the OpenAPI schema documents every 4xx/5xx."""
+
+    error: ErrorDetail
 
 
 def error_body(message: str, type: str, param: str | None = None, code: str | int | None = None) -> dict:

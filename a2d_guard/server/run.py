@@ -1,19 +1,32 @@
 """Run the app under uvicorn: bind, announce, drain on SIGTERM/SIGINT.
 
-Draining: on the first SIGTERM/SIGINT the server stops admitting (new requests get 503,
-``/health`` turns 503), uvicorn closes the listening socket and waits up to
-``shutdown_timeout`` seconds for running requests to finish; then the engine loop stops and
-the process exits 0. A second signal exits at once (uvicorn's behaviour).
+Draining: on the first SIGTERM/SIGINT the server stops admitting: it keeps listening, so a
+new request is answered 503 (not refused at the socket) and ``/health`` turns 503
+"draining", while running requests get up to ``shutdown_timeout`` seconds to finish. Those
+still running then are answered too (503 with OpenAI's error body; a stream gets an error
+chunk and ``[DONE]``), and only then does uvicorn close the socket and the connections; the
+engine loop stops and the process exits 0. A second SIGTERM or SIGINT exits at once
+(``ForcedExit``: the CLI exits 1 and says how many requests were cut off).
 """
 
 from __future__ import annotations
 
+import asyncio
+import logging
 import socket
 import threading
+import time
 from collections.abc import Callable
 
 from a2d_guard.errors import A2DGuardError
 from a2d_guard.server.settings import ServerConfig
+
+log = logging.getLogger("a2d_guard.server")
+FLUSH_S = 5.0  # after the timeout: time for the 503 answers to reach their clients
+
+
+class ForcedExit(A2DGuardError):
+    """A second exit signal: the server stopped without draining."""
 
 
 def bind_socket(host: str, port: int) -> socket.socket:
@@ -41,7 +54,7 @@ def load_llm(config: ServerConfig):
 
     return LLM(config.model, adapter=config.adapter, max_num_seqs=config.batch, dtype=config.dtype,
                device=config.device, family=config.family, trust_remote_code=config.trust_remote_code,
-               seed=config.seed, cache=config.cache)
+               seed=config.seed, cache=config.cache, max_model_len=config.max_model_len)
 
 
 def make_server(llm, config: ServerConfig, on_ready: Callable | None = None):
@@ -53,19 +66,49 @@ def make_server(llm, config: ServerConfig, on_ready: Callable | None = None):
     app = build_app(llm, config, on_ready=on_ready)
     state = app.state.server
 
+    from a2d_guard.server.connections import guarded_protocol
+
     class DrainingServer(uvicorn.Server):
+        forced_with = 0  # requests still open when a second signal forced the exit
+
         def handle_exit(self, sig, frame) -> None:
             state.draining = True
-            super().handle_exit(sig, frame)
+            if self.should_exit:  # the second signal (uvicorn forces only on a second SIGINT)
+                self.forced_with = state.loop.num_pending
+                self.force_exit = True
+            self.should_exit = True
+
+        async def shutdown(self, sockets=None) -> None:
+            """Drain while still listening (new requests: 503), answer what is left, then close."""
+            state.draining = True
+            deadline = time.monotonic() + config.shutdown_timeout
+            while state.loop.num_pending and time.monotonic() < deadline and not self.force_exit:
+                await asyncio.sleep(0.05)
+            if state.loop.num_pending and not self.force_exit:
+                log.warning("shutdown timeout: answering %d unfinished requests with 503", state.loop.num_pending)
+                state.loop.fail_all(f"the server shut down before this request finished (--shutdown-timeout "
+                                    f"{config.shutdown_timeout:g} s); retry on another replica")
+            flush = time.monotonic() + FLUSH_S
+            while (state.loop.num_pending or state.open_responses) and time.monotonic() < flush \
+                    and not self.force_exit:
+                await asyncio.sleep(0.02)
+            await super().shutdown(sockets)
 
     uv_config = uvicorn.Config(app, log_level="warning", access_log=False, lifespan="on",
-                               timeout_graceful_shutdown=config.shutdown_timeout)
+                               timeout_graceful_shutdown=FLUSH_S, timeout_keep_alive=config.timeout_keep_alive,
+                               http=guarded_protocol(config.timeout_header, config.timeout_body,
+                                                     config.max_connections))
     return DrainingServer(uv_config)
 
 
 def serve(llm, config: ServerConfig, sock: socket.socket, on_ready: Callable | None = None) -> None:
-    """Serve until a signal; blocks. ``sock`` is bound already (see ``bind_socket``)."""
-    make_server(llm, config, on_ready).run(sockets=[sock])
+    """Serve until a signal; blocks. ``sock`` is bound already (see ``bind_socket``).
+    Raises ``ForcedExit`` when a second signal cut the drain short."""
+    server = make_server(llm, config, on_ready)
+    server.run(sockets=[sock])
+    if server.force_exit:
+        raise ForcedExit(f"forced exit by a second signal: {server.forced_with} request(s) were cut off "
+                         "without an answer")
 
 
 class BackgroundServer:

@@ -35,9 +35,20 @@ class ServerConfig:
     trust_remote_code: bool = False
     seed: int = 0
     shutdown_timeout: float = 30.0
+    # what one request may take (checked before tokenizing or queueing; see server/app.py)
+    max_model_len: int | None = None  # canvas positions (prompt + max_tokens); default: the model's
+    max_body_bytes: int = 4 << 20  # a larger body is a 413, refused before it is read
+    max_samples_per_request: int | None = None  # prompts x n; default: max(8, batch // 4)
+    # connections (server/connections.py): a client that holds a socket without sending is closed
+    max_connections: int = 1024  # open sockets; one more is answered 503 and closed
+    timeout_keep_alive: float = 15.0  # idle seconds between requests (> clients' 5 s pool expiry)
+    timeout_header: float = 10.0  # seconds from connection (or a request's first byte) to its last header
+    timeout_body: float = 60.0  # seconds from the last header to the last body byte
+    api_key_file: str | None = None  # the key in a file (first line): kept out of `ps` and shell history
+    docs: bool = True  # /docs, /redoc and /openapi.json (behind the API key when one is set)
     # sampling defaults: SamplingParams' own, so the library and the server agree
     gen_length: int = _SAMPLING.gen_length
-    steps: int = _SAMPLING.steps
+    steps: int | None = None  # default: gen_length (one token per step, as SamplingParams' defaults)
     block_length: int = _SAMPLING.block_length
     temperature: float = _SAMPLING.temperature
     remasking: str = _SAMPLING.remasking
@@ -55,15 +66,51 @@ class ServerConfig:
             raise A2DGuardError(f"--port must be in 0..65535, got {self.port}")
         if self.shutdown_timeout < 0:
             raise A2DGuardError(f"--shutdown-timeout must be >= 0, got {self.shutdown_timeout}")
+        for name in ("max_body_bytes", "max_connections"):
+            if getattr(self, name) < 1:
+                raise A2DGuardError(f"--{name.replace('_', '-')} must be >= 1, got {getattr(self, name)}")
+        for name in ("max_model_len", "max_samples_per_request"):
+            if getattr(self, name) is not None and getattr(self, name) < 1:
+                raise A2DGuardError(f"--{name.replace('_', '-')} must be >= 1, got {getattr(self, name)}")
+        for name in ("timeout_keep_alive", "timeout_header", "timeout_body"):
+            if not getattr(self, name) > 0:
+                raise A2DGuardError(f"--{name.replace('_', '-')} must be > 0 seconds, got {getattr(self, name)}")
+        if self.api_key is not None and self.api_key_file is not None:
+            raise A2DGuardError("both an API key and --api-key-file are set; give one of them")
+        if self.api_key_file is not None:
+            self.read_api_key()  # an unreadable or empty file fails at start-up, naming it
         self.default_params()  # a bad default fails at start-up, naming the flag
 
     @property
     def model_name(self) -> str:
         return self.served_model_name or self.model
 
+    @property
+    def samples_per_request(self) -> int:
+        """Engine requests (prompts x n) one HTTP request may take: a share of the batch, so
+        one client cannot fill every slot with a single call."""
+        if self.max_samples_per_request is not None:
+            return self.max_samples_per_request
+        return max(8, self.batch // 4)
+
+    def read_api_key(self) -> str | None:
+        """The key clients must send: ``api_key``, or the first line of ``api_key_file``."""
+        if self.api_key_file is None:
+            return self.api_key
+        path = Path(self.api_key_file)
+        try:
+            key = path.read_text(encoding="utf-8").splitlines()[0].strip() if path.stat().st_size else ""
+        except (OSError, UnicodeDecodeError) as exc:
+            raise A2DGuardError(f"--api-key-file {str(path)!r} cannot be read ({exc}); "
+                                "pass a readable file holding the key on its first line") from None
+        if not key:
+            raise A2DGuardError(f"--api-key-file {str(path)!r} is empty; write the key on its first line")
+        return key
+
     def default_params(self) -> SamplingParams:
         try:
-            return SamplingParams(gen_length=self.gen_length, steps=self.steps, block_length=self.block_length,
+            steps = self.steps if self.steps is not None else self.gen_length
+            return SamplingParams(gen_length=self.gen_length, steps=steps, block_length=self.block_length,
                                   temperature=self.temperature, remasking=self.remasking,
                                   eos_threshold=self.eos_threshold, refusal_text=self.refusal_text)
         except A2DGuardError as exc:

@@ -264,12 +264,13 @@ def test_bad_cache_settings_are_named(tiny64, scripted):
         check_cacheable(torch.nn.Linear(2, 2))
 
 
-def test_a_failed_step_frees_the_calls_requests_and_their_slots(tiny64, monkeypatch):
-    """An exception inside a step (e.g. an out-of-memory) aborts that generate() call's requests:
-    the next call runs only its own, and every K/V slot is free again."""
+def test_a_batched_step_that_raises_once_is_retried_per_sequence_and_loses_nothing(tiny64, monkeypatch):
+    """An exception inside a batched step (e.g. an out-of-memory) is not the requests' fault:
+    each sequence is stepped again on its own, and the answers equal a clean run's."""
     model, tok, spec = tiny64
     llm = LLM.from_loaded(model, tok, spec, max_num_seqs=2, cache="dual")
     params = SamplingParams(gen_length=16, steps=8, block_length=8, eos_threshold=1.0)
+    clean = llm.generate(PROMPTS[:2], params)
     real = llm.engine.runner.execute
 
     def fail_once(*args):
@@ -277,9 +278,28 @@ def test_a_failed_step_frees_the_calls_requests_and_their_slots(tiny64, monkeypa
         raise MemoryError("out of memory")
 
     monkeypatch.setattr(llm.engine.runner, "execute", fail_once)
-    with pytest.raises(MemoryError):
-        llm.generate(PROMPTS[:2], params)
+    outs = llm.generate(PROMPTS[:2], params)
+    assert [o.outputs[0].token_ids for o in outs] == [o.outputs[0].token_ids for o in clean]
+    assert [o.outputs[0].finish_reason for o in outs] == [o.outputs[0].finish_reason for o in clean]
+
+
+def test_a_step_that_always_raises_fails_the_calls_requests_and_frees_their_slots(tiny64, monkeypatch):
+    """A step that keeps raising fails its requests (finish_reason "error", the exception named)
+    and frees every K/V slot: the next call runs only its own request."""
+    model, tok, spec = tiny64
+    llm = LLM.from_loaded(model, tok, spec, max_num_seqs=2, cache="dual")
+    params = SamplingParams(gen_length=16, steps=8, block_length=8, eos_threshold=1.0)
+    real = llm.engine.runner.execute
+
+    def always(*args):
+        raise MemoryError("out of memory")
+
+    monkeypatch.setattr(llm.engine.runner, "execute", always)
+    outs = llm.generate(PROMPTS[:2], params)
+    assert [o.outputs[0].finish_reason for o in outs] == ["error", "error"]
+    assert all(o.outputs[0].error == "internal error: MemoryError: out of memory" for o in outs)
     assert llm.engine.num_running == 0 and not llm.engine.has_unfinished_requests()
     assert llm.engine.runner.kv_pool.num_free == 2
+    monkeypatch.setattr(llm.engine.runner, "execute", real)
     outs = llm.generate(["water"], params)
-    assert [o.prompt for o in outs] == ["water"]
+    assert [o.prompt for o in outs] == ["water"] and outs[0].outputs[0].finish_reason != "error"

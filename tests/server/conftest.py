@@ -50,3 +50,47 @@ def client(server):
     url, _ = server
     with OpenAI(base_url=url + "/v1", api_key="unused", max_retries=0, timeout=120) as c:
         yield c
+
+
+def wait_until(predicate, timeout: float = 30.0) -> bool:
+    """Poll ``predicate`` every 20 ms until it holds (True) or ``timeout`` seconds pass (False)."""
+    import time
+
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        if predicate():
+            return True
+        time.sleep(0.02)
+    return False
+
+
+@contextlib.contextmanager
+def slow_forwards(model, seconds: float = 0.02):
+    """Every forward takes at least ``seconds``: a long request stays running for seconds, so a
+    test sees it running (or cut off) however fast or loaded the machine is."""
+    import time
+
+    handle = model.get_input_embeddings().register_forward_hook(lambda *args: time.sleep(seconds))
+    try:
+        yield
+    finally:
+        handle.remove()
+
+
+def chat_concurrently(url: str, bodies: dict[str, dict]) -> dict:
+    """POST each body to /v1/chat/completions from its own thread, all at once: name -> response."""
+    import threading
+
+    import httpx
+
+    results = {}
+
+    def call(name, body):
+        results[name] = httpx.post(url + "/v1/chat/completions", json=body, timeout=60)
+
+    threads = [threading.Thread(target=call, args=item) for item in bodies.items()]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    return results

@@ -16,22 +16,13 @@ import httpx
 import pytest
 import torch
 
-from .conftest import running_server
+from .conftest import chat_concurrently, running_server, slow_forwards, wait_until
 
 CHAT = "/v1/chat/completions"
 
 
 def _msg(text="hello there"):
     return [{"role": "user", "content": text}]
-
-
-def _wait_until(predicate, timeout=30.0) -> bool:
-    end = time.monotonic() + timeout
-    while time.monotonic() < end:
-        if predicate():
-            return True
-        time.sleep(0.02)
-    return False
 
 
 BAD_INPUTS = [
@@ -120,25 +111,27 @@ def _long(**kw):
 
 
 def test_dropped_stream_frees_its_slot(tiny64):
-    with running_server(tiny64, batch=2) as (url, state):
+    with slow_forwards(tiny64[0]), running_server(tiny64, batch=2) as (url, state):
         with httpx.stream("POST", url + CHAT, json=_long(stream=True), timeout=60) as r:
-            for line in r.iter_lines():
-                if line.startswith("data:"):
-                    break  # the first chunk: the request is queued or running
-            assert _wait_until(lambda: state.llm.engine.num_running == 1)
-        assert _wait_until(lambda: state.llm.engine.num_running == 0 and state.loop.num_pending == 0)
+            # keep the line iterator referenced: a closed iterator closes the connection
+            lines = r.iter_lines()
+            assert next(line for line in lines if line.startswith("data:"))  # the first chunk: queued or running
+            assert wait_until(lambda: state.llm.engine.num_running == 1)
+        assert wait_until(lambda: state.llm.engine.num_running == 0 and state.loop.num_pending == 0)
+        text = httpx.get(url + "/metrics").text
+        assert 'a2d_guard:request_success_total{finished_reason="abort"} 1.0' in text  # dropped, not finished
 
 
 def test_dropped_plain_request_frees_its_slot(tiny64):
-    with running_server(tiny64, batch=2) as (url, state):
+    with slow_forwards(tiny64[0]), running_server(tiny64, batch=2) as (url, state):
         host, port = url.removeprefix("http://").split(":")
         body = json.dumps(_long()).encode()
         sock = socket.create_connection((host, int(port)))
         sock.sendall(b"POST " + CHAT.encode() + b" HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
                      b"Content-Length: " + str(len(body)).encode() + b"\r\n\r\n" + body)
-        assert _wait_until(lambda: state.llm.engine.num_running == 1)
+        assert wait_until(lambda: state.llm.engine.num_running == 1)
         sock.close()
-        assert _wait_until(lambda: state.llm.engine.num_running == 0 and state.loop.num_pending == 0)
+        assert wait_until(lambda: state.llm.engine.num_running == 0 and state.loop.num_pending == 0)
         # the freed slot serves the next request
         assert httpx.post(url + CHAT, json={"messages": _msg(), "seed": 0}, timeout=60).status_code == 200
 
@@ -153,7 +146,7 @@ def test_overload_is_429_with_retry_after(tiny64):
         threads = [threading.Thread(target=call) for _ in range(2)]
         for t in threads:
             t.start()
-        assert _wait_until(lambda: state.loop.num_pending == 2)
+        assert wait_until(lambda: state.loop.num_pending == 2)
         r = httpx.post(url + CHAT, json={"messages": _msg()})
         assert r.status_code == 429 and r.headers["retry-after"] == "1"
         assert r.json()["error"]["code"] == "rate_limit_exceeded"
@@ -188,17 +181,9 @@ def test_a_request_with_non_finite_logits_fails_alone(tiny64):
     handle = model.get_input_embeddings().register_forward_hook(poison)
     try:
         with running_server(tiny64, batch=4) as (url, _):
-            results = {}
-
-            def call(name, text):
-                body = {"messages": _msg(text), "seed": 0, "logit_bias": {str(marker): -100}}  # never generated
-                results[name] = httpx.post(url + CHAT, json=body, timeout=60)
-
-            threads = [threading.Thread(target=call, args=a) for a in (("bad", "canada"), ("ok", "hello there"))]
-            for t in threads:
-                t.start()
-            for t in threads:
-                t.join()
+            body = {"seed": 0, "logit_bias": {str(marker): -100}}  # the marker is never generated
+            results = chat_concurrently(url, {"bad": {**body, "messages": _msg("canada")},
+                                              "ok": {**body, "messages": _msg("hello there")}})
             assert results["bad"].status_code == 500 and "non-finite" in results["bad"].json()["error"]["message"]
             assert results["ok"].status_code == 200
             assert httpx.get(url + "/health").status_code == 200

@@ -143,6 +143,11 @@ def test_64_concurrent_clients_each_get_their_own_answer(server, tiny64):
     url, state = server
     jobs = [(PROMPTS[i % len(PROMPTS)], i, 0.0 if i % 2 else 0.8) for i in range(64)]
 
+    def finished_total() -> float:
+        return sum(s.value for m in state.metrics.finished.collect() for s in m.samples if s.name.endswith("_total"))
+
+    before = finished_total()
+
     def call(job):
         prompt, seed, temperature = job
         with OpenAI(base_url=url + "/v1", api_key="x", max_retries=0, timeout=300) as c:
@@ -155,8 +160,9 @@ def test_64_concurrent_clients_each_get_their_own_answer(server, tiny64):
     want = llm.generate([llm.encode(p) for p, _, _ in jobs],
                         [SamplingParams(**DEFAULTS, seed=s, temperature=t) for _, s, t in jobs])
     assert answers == [(w.outputs[0].text, w.outputs[0].finish_reason) for w in want]
-    finished = state.metrics.finished
-    assert sum(s.value for m in finished.collect() for s in m.samples if s.name.endswith("_total")) >= 64
+    # exactly one answer per request: 64 engine requests finished, none left pending or running
+    assert finished_total() - before == 64
+    assert state.loop.num_pending == 0 and state.llm.engine.num_running == 0
 
 
 def test_streamed_samples_arrive_per_choice(client):
