@@ -263,6 +263,8 @@ def check_mutant(m: Mutant, root: Path) -> str | None:
 def run_tests(tests: tuple[str, ...], root: Path, timeout: float, python: str = sys.executable) -> dict:
     """Run pytest on ``tests`` in ``root``: returncode (124 on timeout), seconds, failed ids, output tail."""
     env = dict(os.environ, PYTHONDONTWRITEBYTECODE="1")  # no .pyc of a mutated file is ever written
+    # this checkout's a2d_guard first, even when the venv's editable install points at another checkout:
+    # else every mutant would "survive" (the baseline cannot tell)
     env["PYTHONPATH"] = os.pathsep.join([str(root), *filter(None, [env.get("PYTHONPATH")])])
     cmd = [python, "-m", "pytest", "-q", "-x", "-p", "no:cacheprovider", *tests]
     t0 = time.monotonic()
