@@ -54,6 +54,19 @@ def test_a_natural_end_finishes_with_stop_and_exits_early(scripted):
     assert r.steps == 3 and r.reject_step is None  # no need to decode the remaining 5 masks
 
 
+def test_a_block_commits_its_own_masks_only(scripted):
+    """gen 8, block 4, one step per block: block 0 commits exactly positions P..P+3, block 1 the rest.
+    Every position predicts token 10 + (masks in the canvas), so the output shows the step that
+    committed it: 8 masks at step 0 (-> 18), 4 at step 1 (-> 14). The engine shares ``block_end``,
+    so only a test of the rule itself notices a block that reaches one position into the next."""
+    def rule(canvas):
+        return torch.stack([_logits(10 + int((canvas == MASK).sum())) for _ in canvas])
+
+    r = reference_generate(scripted(rule, V), SPEC, PROMPT, SamplingParams(gen_length=8, steps=2, block_length=4,
+                                                                           eos_threshold=1.0))
+    assert (r.finish_reason, r.steps, r.token_ids) == ("length", 2, [18] * 4 + [14] * 4)
+
+
 def test_full_canvas_without_eos_is_length_and_uses_every_step(tiny64):
     model, tok, spec = tiny64
     ids = encode_prompt(tok, spec, "hello")

@@ -2,7 +2,7 @@ import pytest
 import torch
 
 from a2d_guard.diffusion.forward_process import a2d_targets, forward_mask, mask_ratio
-from a2d_guard.diffusion.schedule import num_transfer_tokens
+from a2d_guard.diffusion.schedule import block_end, num_transfer_tokens
 
 
 @pytest.mark.parametrize("n_mask, steps", [(32, 8), (10, 4), (3, 8), (0, 4), (7, 7), (33, 32)])
@@ -11,6 +11,13 @@ def test_steps_commit_exactly_the_masks_first_steps_take_one_more(n_mask, steps)
     assert len(ks) == steps and sum(ks) == n_mask
     base, extra = divmod(n_mask, steps)
     assert ks == [base + 1] * extra + [base] * (steps - extra)
+
+
+@pytest.mark.parametrize("prompt_length, block, block_length, end", [(5, 0, 8, 13), (5, 3, 8, 37), (0, 0, 4, 4),
+                                                                    (12, 1, 32, 76)])
+def test_a_block_ends_after_the_prompt_and_whole_blocks(prompt_length, block, block_length, end):
+    """Exclusive end: block b's candidates are the masks left of prompt + (b + 1) * block_length."""
+    assert block_end(prompt_length, block, block_length) == end
 
 
 def test_forward_process_masks_only_the_response_at_ratio_lambda():

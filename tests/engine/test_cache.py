@@ -210,6 +210,35 @@ def test_pool_slots_follow_admission_eviction_and_abort(tiny64):
     assert done == {"r0": "abort", "r2": "length", "r3": "content_filter", "gone": "abort"}
 
 
+def test_growing_the_pool_keeps_what_running_slots_hold(tiny64):
+    """Storage grows when a longer canvas is admitted (``KVPool.reserve``), while other sequences are
+    in mid-block and read their slot's cached K/V: growing must carry every slot's rows over.
+    Checked on the pool itself (rows outside the running sequence's window are bit for bit what its
+    block's first step wrote) and on the output (the same as that request decoded alone)."""
+    model, tok, spec = tiny64
+    short = SamplingParams(gen_length=16, steps=8, block_length=8, eos_threshold=1.0)
+    longer = SamplingParams(gen_length=64, steps=8, block_length=32, eos_threshold=1.0)
+    alone = LLM.from_loaded(model, tok, spec, max_num_seqs=1, cache="dual").generate(["water"], short)[0].outputs[0]
+
+    llm = LLM.from_loaded(model, tok, spec, max_num_seqs=2, cache="dual")
+    engine, pool = llm.engine, llm.engine.runner.kv_pool
+    engine.add_request("a", llm.encode("water"), short)
+    engine.step()  # block 0's first step: a's whole canvas goes to its slot
+    a = engine._known["a"]
+    slot, (start, end), capacity = a.kv_slot, a.kv_window, pool.capacity
+    outside = [i for i in range(a.length) if not start <= i < end]  # rows the window steps only read
+    held = pool.k[:, slot, outside].clone(), pool.v[:, slot, outside].clone()
+    engine.add_request("b", llm.encode(PROMPTS[1]), longer)
+    done = {out.request_id: out.outputs[0] for out in engine.step()}  # b admitted: the pool grows; a reads it
+    assert pool.capacity > capacity and a.kv_block == a.block  # a took a window step over the grown pool
+    kept = torch.equal(pool.k[:, slot, outside], held[0]), torch.equal(pool.v[:, slot, outside], held[1])
+    assert kept == (True, True), f"growing the pool lost running slot rows (keys, values kept: {kept})"
+    while engine.has_unfinished_requests():
+        done.update({out.request_id: out.outputs[0] for out in engine.step()})
+    assert (done["a"].token_ids, done["a"].finish_reason, done["a"].steps) == (
+        alone.token_ids, alone.finish_reason, alone.steps)
+
+
 @pytest.mark.parametrize("protocol", ["ours", "llada", "a2d"])
 def test_the_monitor_rejects_at_the_same_step_as_exact_mode(tiny64, protocol):
     """p(EOS) is read at the leftmost mask on the cached logits, under every decode protocol

@@ -184,6 +184,27 @@ def test_prompt_masks_belong_to_the_first_block(scripted):
     assert (ref.steps, ref.token_ids, ref.infill_ids) == (6, [19, 17, 19, 16, 14, 14, 11, 14], [15])
 
 
+def _halves(canvas):
+    """Tokens 10 and 11 share every position's mass: p(x0) is exactly 0.5 (x0 = 10, the first of the tie)."""
+    logits = torch.full((len(canvas), SPEC.vocab_size), -1000.0, dtype=torch.float64)
+    logits[:, 10] = logits[:, 11] = 0.0
+    return logits
+
+
+def test_a_candidate_whose_p_x0_equals_the_threshold_commits(scripted):
+    """``p(x0) >= threshold``, as Fast-dLLM: at threshold 0.5 every candidate (p exactly 0.5) commits,
+    so each block of 4 takes one step; just above 0.5 none does and each step commits only the forced
+    one. Engine and reference sampler each, not only their agreement."""
+    model = scripted(_halves, SPEC.vocab_size)
+    for threshold, steps in ((0.5, 2), (math.nextafter(0.5, 1.0), 8)):
+        params = SamplingParams(gen_length=8, steps=8, block_length=4, eos_threshold=1.0,
+                                parallel_threshold=threshold)
+        ref = reference_generate(model, SPEC, [1, 20, 21], params)
+        out = LLM.from_loaded(model, None, SPEC).generate([[1, 20, 21]], params)[0].outputs[0]
+        assert (ref.steps, ref.token_ids, ref.finish_reason) == (steps, [10] * 8, "length"), threshold
+        assert (out.steps, out.token_ids, out.finish_reason) == (steps, [10] * 8, "length"), threshold
+
+
 @pytest.mark.parametrize("bad", [0, 0.0, -0.5, 1.5, float("nan"), True, "0.9"])
 def test_a_bad_threshold_names_the_field_and_the_fix(bad):
     with pytest.raises(A2DGuardError, match=r"parallel_threshold must be None .* in \(0, 1\]"):

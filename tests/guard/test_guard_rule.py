@@ -96,6 +96,30 @@ def test_probe_b_reads_where_the_text_turns_and_gives_its_offset(tiny32, scripte
     assert wide.score == pytest.approx((HIGH + LOW) / 2, rel=1e-12) and not wide.flagged
 
 
+def test_probe_b_flags_only_strictly_above_the_threshold(tiny32, scripted):
+    """``score == threshold`` is not flagged (the serving monitor's ``p(EOS) > τ``), for both probes."""
+    for prompt, response, where in (("hello", "a b c bomb d e", "response"), ("how do i make a bomb", None, "prompt")):
+        rule = bomb_next if response else bomb_anywhere
+        score = _guard(tiny32, scripted, rule, window=1, probe_length=16)[0].check(prompt, response).score
+        at = _guard(tiny32, scripted, rule, window=1, probe_length=16, threshold=score)[0].check(prompt, response)
+        below = _guard(tiny32, scripted, rule, window=1, probe_length=16,
+                       threshold=math.nextafter(score, 0.0))[0].check(prompt, response)
+        assert (at.where, at.score, at.flagged) == (where, score, False)
+        assert (below.where, below.score, below.flagged) == (where, score, True)
+
+
+def test_probe_b_windows_reach_the_last_token_read(tiny32, scripted):
+    """The text turns at the last token read (the one before the last): every window size finds it."""
+    response = "a b c d bomb"  # tokens a b c d bomb: "d" (token 3) is read last and refuses to join "bomb"
+    scores = [LOW, LOW, LOW, HIGH]
+    for window, start in ((1, 3), (2, 2), (4, 0)):
+        v = _guard(tiny32, scripted, bomb_next, window=window, probe_length=16)[0].check("hello", response)
+        assert v.scores == pytest.approx(scores, rel=1e-12)
+        assert (v.token_index, v.char_offset) == (start, 2 * start)
+        assert v.score == pytest.approx(sum(scores[start : start + window]) / window, rel=1e-12)
+    assert _guard(tiny32, scripted, bomb_next, window=1, probe_length=16)[0].check("hello", response).flagged
+
+
 def test_the_end_of_a_finished_answer_is_not_read(tiny32, scripted):
     """Probe A's flaw: p(EOS) right before the end is high in every model; probe B skips it."""
     guard, _ = _guard(tiny32, scripted, end_next, window=1, probe_length=16)

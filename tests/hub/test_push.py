@@ -89,6 +89,8 @@ def test_eval_json_gives_a_results_table_and_model_index(tiny_run, tmp_path):
 
     rows = [{"dataset": "dija", "attack": "dija", "order": "low_confidence", "threshold": 0.9,
              "metric": "attack_success_rate", "value": 0.0125},
+            {"dataset": "dija", "attack": "dija", "order": "random", "threshold": 0.9,
+             "metric": "attack_success_rate", "value": 0.25},
             {"dataset": "xstest", "metric": "over_refusal_rate", "value": 0.08}]
     (tiny_run / "eval.json").write_text(json.dumps({"schema_version": 1, "results": rows}))
     out = tmp_path / "dry"
@@ -96,10 +98,15 @@ def test_eval_json_gives_a_results_table_and_model_index(tiny_run, tmp_path):
     assert result.exit_code == 0, result.output
     assert json.loads((out / "eval.json").read_text())["results"] == rows
     card = ModelCard.load(out / "README.md")
-    found = {(r.dataset_name, r.metric_type): r for r in card.data.eval_results}
-    assert found[("dija", "attack_success_rate")].metric_value == 0.0125
-    assert found[("dija", "attack_success_rate")].metric_config == "attack=dija, order=low_confidence, threshold=0.9"
-    assert found[("xstest", "over_refusal_rate")].metric_value == 0.08
+    found = {(r.dataset_name, r.metric_type, r.metric_config): r for r in card.data.eval_results}
+    low = found[("dija", "attack_success_rate", "attack=dija, order=low_confidence, threshold=0.9")]
+    assert low.metric_value == 0.0125
+    assert found[("dija", "attack_success_rate", "attack=dija, order=random, threshold=0.9")].metric_value == 0.25
+    assert found[("xstest", "over_refusal_rate", None)].metric_value == 0.08
+    # model-index metric names keep their setting, so the Hub shows two ASR rows, not two rows named alike
+    assert [r.metric_name for r in card.data.eval_results] == [
+        "attack_success_rate (attack=dija, order=low_confidence, threshold=0.9)",
+        "attack_success_rate (attack=dija, order=random, threshold=0.9)", "over_refusal_rate"]
     assert "| dataset | attack | order | threshold | metric | value |" in card.text
     assert "| dija | dija | low_confidence | 0.9 | attack_success_rate | 0.0125 |" in card.text
 
@@ -148,7 +155,12 @@ def fake_hub(monkeypatch):
 
         def upload_folder(self, *, repo_id, folder_path, **kwargs):
             self._call("upload_folder", {"repo_id": repo_id, "folder_path": folder_path, **kwargs})
-            files = {p.name: p.read_bytes() for p in sorted(__import__("pathlib").Path(folder_path).iterdir())}
+            from huggingface_hub.utils import filter_repo_objects
+
+            paths = sorted(__import__("pathlib").Path(folder_path).iterdir())
+            kept = filter_repo_objects(paths, allow_patterns=kwargs.get("allow_patterns"),  # as upload_folder filters
+                                       ignore_patterns=kwargs.get("ignore_patterns"), key=lambda p: p.name)
+            files = {p.name: p.read_bytes() for p in kept}
             hub.uploads.append(files)
             pr = "https://huggingface.co/me/tiny-a2d/discussions/1" if kwargs.get("create_pr") else None
             return SimpleNamespace(commit_url=f"https://huggingface.co/{repo_id}/commit/abc123", pr_url=pr)
@@ -158,6 +170,9 @@ def fake_hub(monkeypatch):
 
 
 def test_push_is_one_commit_with_the_dry_run_files(tiny_run, tmp_path, fake_hub):
+    """Exactly the files ``--dry-run`` wrote are uploaded: the run has an ``eval.json``, so all five."""
+    (tiny_run / "eval.json").write_text(json.dumps({"schema_version": 1, "results": [
+        {"dataset": "dija", "attack": "dija", "metric": "attack_success_rate", "value": 0.5}]}))
     dry = tmp_path / "dry"
     common = ["--repo", "me/tiny-a2d", "--run", str(tiny_run), "--base-model-id", BASE_ID]
     assert _push(*common, "--dry-run", str(dry)).exit_code == 0
@@ -173,6 +188,8 @@ def test_push_is_one_commit_with_the_dry_run_files(tiny_run, tmp_path, fake_hub)
     assert upload["commit_message"] == "A2D v1" and upload["create_pr"] is False and upload["revision"] is None
     (files,) = fake_hub.uploads
     assert files == {p.name: p.read_bytes() for p in dry.iterdir() if p.name != MANIFEST}  # what --dry-run showed
+    assert sorted(files) == ["README.md", "adapter_config.json", "adapter_model.safetensors", "eval.json",
+                             "training_config.yaml"]
 
 
 def test_push_to_a_branch_and_as_a_pull_request(tiny_run, fake_hub, monkeypatch):

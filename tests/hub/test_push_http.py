@@ -90,8 +90,11 @@ def _push(run, *extra):
 
 
 def test_push_through_the_real_client(tiny_run, tmp_path, hub_standin):
+    """The commit holds exactly the files of ``--dry-run``, ``eval.json`` included."""
     from a2d_guard.outputs import MANIFEST
 
+    (tiny_run / "eval.json").write_text(json.dumps({"schema_version": 1, "results": [
+        {"dataset": "dija", "attack": "dija", "metric": "attack_success_rate", "value": 0.5}]}))
     assert runner.invoke(app, ["push", "--repo", "me/tiny-a2d", "--run", str(tiny_run), "--base-model-id",
                                "me/tiny-base", "--dry-run", str(tmp_path / "dry")]).exit_code == 0
     result = _push(tiny_run, "--private")
@@ -105,7 +108,7 @@ def test_push_through_the_real_client(tiny_run, tmp_path, hub_standin):
     assert {auth for method, _, auth in hub_standin.requests if method == "GET"} <= {None}
     (files,) = hub_standin.commits
     dry = {p.name: p.read_bytes() for p in (tmp_path / "dry").iterdir() if p.name != MANIFEST}
-    assert files == dry
+    assert files == dry and "eval.json" in files
 
 
 @pytest.mark.parametrize("where, status, needle", [

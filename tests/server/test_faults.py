@@ -122,18 +122,50 @@ def test_dropped_stream_frees_its_slot(tiny64):
         assert 'a2d_guard:request_success_total{finished_reason="abort"} 1.0' in text  # dropped, not finished
 
 
-def test_dropped_plain_request_frees_its_slot(tiny64):
-    with slow_forwards(tiny64[0]), running_server(tiny64, batch=2) as (url, state):
-        host, port = url.removeprefix("http://").split(":")
-        body = json.dumps(_long()).encode()
-        sock = socket.create_connection((host, int(port)))
-        sock.sendall(b"POST " + CHAT.encode() + b" HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
-                     b"Content-Length: " + str(len(body)).encode() + b"\r\n\r\n" + body)
-        assert wait_until(lambda: state.llm.engine.num_running == 1)
-        sock.close()
-        assert wait_until(lambda: state.llm.engine.num_running == 0 and state.loop.num_pending == 0)
-        # the freed slot serves the next request
-        assert httpx.post(url + CHAT, json={"messages": _msg(), "seed": 0}, timeout=60).status_code == 200
+def _finished_count(url: str, reason: str) -> float:
+    name = re.escape(f'a2d_guard:request_success_total{{finished_reason="{reason}"}}')
+    match = re.search(name + r" (\S+)", httpx.get(url + "/metrics").text)
+    return float(match.group(1)) if match else 0.0
+
+
+def test_dropped_plain_request_is_aborted_and_frees_its_slot(tiny64):
+    """A non-streaming client that hangs up: its request is aborted (not decoded to the end) and
+    its slot serves the next request. The first forward is held until the HTTP side has asked
+    the loop to abort, so the request cannot finish on its own first, however slow the machine;
+    ``loop.abort`` is wrapped (the real one still runs) only to see that it was called."""
+    model, _, _ = tiny64
+    entered, release = threading.Event(), threading.Event()
+
+    def hold(module, args, output):
+        entered.set()
+        release.wait(60)
+        return output
+
+    handle = model.get_input_embeddings().register_forward_hook(hold)
+    try:
+        with running_server(tiny64, batch=2) as (url, state):
+            aborted = []
+            real_abort = state.loop.abort
+            state.loop.abort = lambda request_id, stop_cut=False: (aborted.append(request_id),
+                                                                   real_abort(request_id, stop_cut))
+            host, port = url.removeprefix("http://").split(":")
+            body = json.dumps(_long()).encode()
+            sock = socket.create_connection((host, int(port)))
+            sock.sendall(b"POST " + CHAT.encode() + b" HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                         b"Content-Length: " + str(len(body)).encode() + b"\r\n\r\n" + body)
+            assert entered.wait(60) and state.llm.engine.num_running == 1  # admitted, its first step held
+            sock.close()
+            seen = wait_until(lambda: len(aborted) == 1)
+            release.set()
+            handle.remove()
+            assert seen, "the server did not abort the request of a client that hung up"
+            assert wait_until(lambda: state.llm.engine.num_running == 0 and state.loop.num_pending == 0)
+            assert (_finished_count(url, "abort"), _finished_count(url, "length")) == (1.0, 0.0)
+            # the freed slot serves the next request
+            assert httpx.post(url + CHAT, json={"messages": _msg(), "seed": 0}, timeout=60).status_code == 200
+    finally:
+        release.set()
+        handle.remove()
 
 
 def test_overload_is_429_with_retry_after(tiny64):

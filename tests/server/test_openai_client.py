@@ -91,6 +91,48 @@ def test_stop_string_cuts_the_text(client):
         assert text == cut
 
 
+def test_stop_strings_cut_at_the_earliest_match(client):
+    """Several stop strings: the text ends before whichever occurs first in it, whatever their
+    order in ``stop``, and at a stop string's first occurrence when it occurs more than once.
+    ``"A B"`` and ``"B"`` become visible at the same step (they end together), so the cut must
+    choose between two matches: the earlier start wins."""
+    full = _chat(client, PROMPTS[1], seed=0, max_tokens=32).choices[0].message.content
+    words = list(dict.fromkeys(full.split()))  # distinct words, in order of first occurrence
+    assert len(words) >= 3
+    early, late = words[1], words[-1]
+    assert 0 < full.find(early) < full.find(late) and full.count(early) > 1  # the earliest match is not the only one
+    before = full[: full.find(early)].split()[-1]
+    phrase = f"{before} {early}"  # ends where ``early`` first ends, starts one word earlier
+    assert full.count(phrase) > 1
+    for stop, cut in (([late, early], full.find(early)), ([early, phrase], full.find(phrase))):
+        for stream in (False, True):
+            if stream:
+                chunks = list(_chat(client, PROMPTS[1], seed=0, max_tokens=32, stop=stop, stream=True))
+                text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
+                reason = [c.choices[0].finish_reason for c in chunks if c.choices and c.choices[0].finish_reason]
+                assert reason == ["stop"]
+            else:
+                choice = _chat(client, PROMPTS[1], seed=0, max_tokens=32, stop=stop).choices[0]
+                text = choice.message.content
+                assert choice.finish_reason == "stop"
+            assert text == full[:cut], (stop, stream, text)
+
+
+def test_usage_counts_every_sample_of_n(client, tiny64):
+    """``usage.completion_tokens`` is the sum over all ``n`` samples (plain and streamed), as OpenAI counts it."""
+    want = [_expected(tiny64, PROMPTS[3], seed=11 + i, temperature=1.0) for i in range(3)]
+    tokens = sum(len(w.token_ids) for w in want)
+    assert tokens > len(want[0].token_ids)
+    prompt_tokens = len(LLM.from_loaded(*tiny64).encode(PROMPTS[3]))
+    got = _chat(client, PROMPTS[3], n=3, seed=11, temperature=1.0)
+    assert [c.message.content for c in got.choices] == [w.text for w in want]
+    assert (got.usage.prompt_tokens, got.usage.completion_tokens, got.usage.total_tokens) == (
+        prompt_tokens, tokens, prompt_tokens + tokens)
+    chunks = list(_chat(client, PROMPTS[3], n=3, seed=11, temperature=1.0, stream=True,
+                        stream_options={"include_usage": True}))
+    assert chunks[-1].choices == [] and chunks[-1].usage.completion_tokens == tokens
+
+
 def test_logit_bias_on_eos_is_rejected_by_the_monitor(client, tiny64):
     _, _, spec = tiny64
     for stream in (False, True):
