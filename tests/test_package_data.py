@@ -11,7 +11,8 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 DATA = ("a2d_guard/py.typed", "a2d_guard/models/tiny_vocab.txt", "a2d_guard/demo/templates.yaml",
-        "a2d_guard/training/recipes/paper.yaml")
+        "a2d_guard/training/recipes/paper.yaml", "a2d_guard/integrations/nemo_rails/config.yml",
+        "a2d_guard/integrations/nemo_rails/rails.co", "a2d_guard/integrations/nemo_rails/actions.py")
 
 
 def test_installed_package_is_marked_typed():

@@ -67,3 +67,13 @@ def test_public_api_resolves():
 
     for name in a2d_guard.__all__:
         assert getattr(a2d_guard, name) is not None, name
+
+
+def test_the_core_never_imports_the_integrations_or_their_gateways():
+    """a2d_guard.integrations adapts to NeMo Guardrails and LiteLLM; nothing else may import it
+    or them (a `pip install a2d-guard` without the gateways extra must work)."""
+    for path in _modules("a2d_guard"):
+        if "integrations" in path.parts:
+            continue
+        for name in _imports(path):
+            assert not name.startswith(("a2d_guard.integrations", "nemoguardrails", "litellm")), (path, name)

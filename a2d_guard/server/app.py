@@ -33,10 +33,11 @@ from a2d_guard.engine.input_processor import InputProcessor, RequestLimits
 from a2d_guard.errors import A2DGuardError
 from a2d_guard.server.docs import add_docs, openapi_schema
 from a2d_guard.server.engine_loop import EngineLoop, EngineUnavailable
+from a2d_guard.server.gateways import add_gateway_routes
 from a2d_guard.server.generation import Generation
 from a2d_guard.server.guards import BodyLimit, CatchAll, validation_message
 from a2d_guard.server.metrics import ServerMetrics
-from a2d_guard.server.moderations import add_moderations
+from a2d_guard.server.moderations import GuardChecks, add_moderations
 from a2d_guard.server.params import request_field, sampling_params
 from a2d_guard.server.protocol import ChatCompletionRequest, CompletionRequest, RequestError, _Request, error_body
 from a2d_guard.server.settings import ServerConfig
@@ -101,12 +102,15 @@ def build_app(llm, config: ServerConfig, on_ready=None) -> FastAPI:
     key = state.api_key.encode("utf-8") if state.api_key is not None else None
 
     async def check_key(request: Request) -> None:  # async: no thread-pool hop per request
-        """The API key, compared as the UTF-8 bytes clients send (never decoded as Latin-1)."""
+        """The API key (``Authorization: Bearer KEY`` or ``x-api-key: KEY``), compared as the
+        UTF-8 bytes clients send (never decoded as Latin-1)."""
         if key is None:
             return
-        raw = next((v for k, v in request.scope["headers"] if k == b"authorization"), b"")
-        scheme, _, token = raw.partition(b" ")
-        if scheme.lower() != b"bearer" or not hmac.compare_digest(token.strip(), key):
+        headers = dict(request.scope["headers"])
+        scheme, _, token = headers.get(b"authorization", b"").partition(b" ")
+        if scheme.lower() != b"bearer":  # LiteLLM's guardrail client sends the key as x-api-key
+            token = headers.get(b"x-api-key", b"")
+        if not hmac.compare_digest(token.strip(), key):
             raise RequestError("missing or wrong API key; send 'Authorization: Bearer <key>'", status=401,
                                type="invalid_request_error", code="invalid_api_key")
 
@@ -159,7 +163,9 @@ def build_app(llm, config: ServerConfig, on_ready=None) -> FastAPI:
             ids = await state.off_loop(_encode_prompts, state.processor, prompts)
         return await _serve(state, request, body, ids, body.max_tokens, chat=False)
 
-    add_moderations(app, state, check_request)  # the Guard's route (DESIGN §10)
+    checks = GuardChecks(state)
+    add_moderations(app, state, check_request, checks)  # the Guard's route (DESIGN §10)
+    add_gateway_routes(app, state, check_request, checks)  # /classify, LiteLLM's guardrail API
     app.openapi = lambda: openapi_schema(app)  # 400s (OpenAI's error body), never FastAPI's 422
     if config.docs:
         add_docs(app, check_key)

@@ -63,31 +63,50 @@ class ModerationRequest(BaseModel):
         return [(text, None) for text in inputs], "input"
 
 
-def add_moderations(app: FastAPI, state: ServerState, check_request) -> None:
+class GuardChecks:
+    """The server's one ``Guard`` on the served model, built on first use, one check at a time
+    (a lock of its own: the engine loop is never blocked by it). Every guard route shares it:
+    moderations, ``/classify``, LiteLLM's guardrail API."""
+
+    def __init__(self, state: ServerState):
+        self.state, self._lock, self._guard = state, threading.Lock(), None
+
+    def _run(self, items: list) -> list:
+        from a2d_guard.guard import Guard
+
+        with self._lock:
+            if self._guard is None:
+                config = self.state.config
+                threshold = min(max(config.eos_threshold, 1e-12), 1.0)  # 0 = flag everything
+                self._guard = Guard.from_llm(self.state.llm, threshold=threshold, probe_length=config.gen_length,
+                                             max_num_seqs=config.batch)
+            return self._guard.check_batch(items)
+
+    async def check(self, items: list, field: str) -> list:
+        """Verdicts for ``items`` on a worker thread; a bad item is a 400 naming ``field``."""
+        try:
+            return await asyncio.to_thread(self._run, items)
+        except RequestError:
+            raise
+        except A2DGuardError as exc:  # e.g. an input longer than the model takes
+            raise RequestError(str(exc), param=field) from None
+
+
+def check_model(state: ServerState, model: str | None) -> None:
+    """404 naming ``model`` when a request names a model this server does not serve."""
+    if model is not None and model != state.config.model_name:
+        raise RequestError(f"the model {model!r} does not exist; this server serves {state.config.model_name!r}",
+                           param="model", status=404, code="model_not_found")
+
+
+def add_moderations(app: FastAPI, state: ServerState, check_request, checks: GuardChecks) -> None:
     """Register ``POST /v1/moderations`` on ``app`` (behind the server's auth and draining check)."""
-    from a2d_guard.guard import Guard
-
-    lock = threading.Lock()
-    guard_box: list[Guard] = []
-
-    def run_checks(items: list) -> list:
-        with lock:  # one guard check at a time; the engine loop is not blocked by it
-            if not guard_box:
-                threshold = min(max(state.config.eos_threshold, 1e-12), 1.0)  # 0 = flag everything
-                guard_box.append(Guard.from_llm(state.llm, threshold=threshold,
-                                                probe_length=state.config.gen_length, max_num_seqs=state.config.batch))
-            return guard_box[0].check_batch(items)
 
     @app.post("/v1/moderations", dependencies=[Depends(check_request)])
     async def moderations(body: ModerationRequest) -> dict:
-        if body.model is not None and body.model != state.config.model_name:
-            raise RequestError(f"the model {body.model!r} does not exist; this server serves "
-                               f"{state.config.model_name!r}", param="model", status=404, code="model_not_found")
+        check_model(state, body.model)
         items, field = body.items()
-        try:
-            verdicts = await asyncio.to_thread(run_checks, items)
-        except A2DGuardError as exc:  # e.g. an input longer than the model takes
-            raise RequestError(str(exc), param=field) from None
+        verdicts = await checks.check(items, field)
         return {"id": f"modr-{uuid.uuid4().hex}", "model": state.config.model_name, "results": [
             {"flagged": v.flagged, "categories": {"a2d": v.flagged}, "category_scores": {"a2d": v.score},
              "a2d": {"where": v.where, "char_offset": v.char_offset, "token_index": v.token_index,
