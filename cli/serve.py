@@ -66,6 +66,17 @@ def serve(
                                                      "(default: empty).")] = None,
     shutdown_timeout: Annotated[float | None, typer.Option(help="Seconds running requests get to finish after "
                                                            "SIGTERM/SIGINT (default: 30).")] = None,
+    replicas: Annotated[int | None, typer.Option(help="Run N engine replicas (one per GPU) behind one endpoint "
+                                                 "on Ray Serve (needs the 'ray' extra).")] = None,
+    min_replicas: Annotated[int | None, typer.Option(help="Autoscale on Ray Serve: at least this many "
+                                                     "replicas.")] = None,
+    max_replicas: Annotated[int | None, typer.Option(help="Autoscale on Ray Serve: at most this many "
+                                                     "replicas.")] = None,
+    target_ongoing_requests: Annotated[float | None, typer.Option(help="Autoscaling target per replica "
+                                                                  "(default: batch / 2).")] = None,
+    ray_address: Annotated[str | None, typer.Option(help="Join this Ray cluster (default: start a local "
+                                                    "one).")] = None,
+    replica_cpus: Annotated[float, typer.Option(help="CPUs per replica on a machine without CUDA.")] = 1.0,
     dtype: DtypeOpt = None,
     device: DeviceOpt = None,
     family: FamilyOpt = None,
@@ -89,6 +100,10 @@ def serve(
                    "this machine; set A2D_GUARD_API_KEY or use --api-key-file instead", err=True)
     if settings.model == "demo":
         settings = _demo_model(settings)
+    if replicas is not None or min_replicas is not None or max_replicas is not None:
+        _serve_replicas(settings, replicas, min_replicas, max_replicas, target_ongoing_requests, ray_address,
+                        replica_cpus)
+        return
     from a2d_guard.server.run import bind_socket, load_llm, url_of
     from a2d_guard.server.run import serve as run
 
@@ -102,6 +117,28 @@ def serve(
 
     with _exit_0_after_drain():
         run(llm, settings, sock, on_ready=ready)
+
+
+def _serve_replicas(settings, replicas, min_replicas, max_replicas, target, ray_address, replica_cpus) -> None:
+    """``--replicas``/``--min-replicas``: the same app on N engine replicas behind Ray Serve."""
+    from a2d_guard.errors import A2DGuardError
+
+    try:
+        import ray  # noqa: F401
+        from ray import serve  # noqa: F401
+    except ImportError:
+        raise A2DGuardError('--replicas needs Ray Serve; run: pip install "a2d-guard[ray]"') from None
+    from a2d_guard.server.ray_app import ScaleConfig, serve_on_ray
+
+    scale = ScaleConfig(replicas=replicas, min_replicas=min_replicas, max_replicas=max_replicas,
+                        target_ongoing_requests=target, ray_address=ray_address, replica_cpus=replica_cpus)
+
+    def ready() -> None:
+        count = replicas if replicas is not None else f"{min_replicas}-{max_replicas}"
+        typer.echo(f"a2d-guard serving {settings.model_name!r} on http://{settings.host}:{settings.port} "
+                   f"({count} replicas on Ray Serve, batch {settings.batch} each); Ctrl-C to stop", err=True)
+
+    serve_on_ray(settings, scale, on_ready=ready)
 
 
 @contextlib.contextmanager

@@ -62,6 +62,7 @@ class ServerState:
         self.draining = False
         self.created = int(time.time())
         self.api_key = config.read_api_key()
+        self.replica: str | None = None  # the Ray Serve replica this app runs on (serve --replicas)
         self.open_responses = 0  # generations whose answer is not fully sent yet (drain waits on them)
         self.tokenizers = ThreadPoolExecutor(TOKENIZER_THREADS, thread_name_prefix="a2d-tokenize")
 
@@ -127,6 +128,8 @@ def build_app(llm, config: ServerConfig, on_ready=None) -> FastAPI:
         body = {"status": status, "engine_restarts": state.loop.restarts}
         if state.loop.error:
             body["error"] = state.loop.error
+        if state.replica is not None:
+            body["replica"] = state.replica
         return JSONResponse(body, status_code=200 if ok else 503)
 
     @app.get("/metrics")
