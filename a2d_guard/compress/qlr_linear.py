@@ -7,18 +7,22 @@ Storage (all in ``state_dict``, so safetensors save/load needs nothing special):
 - ``L`` [out, r], ``R`` [r, in]              low-rank factors, float, trainable
 - ``bias`` [out] (only when the original layer had one)
 
-Forward: Q is dequantized on the fly and the low-rank path runs as two skinny matmuls
-(x Rᵀ) Lᵀ, never forming the dense L R. Q is a buffer (frozen); L and R are parameters, so
-the layer trains like CALDERA's low-rank fine-tuning (gradients reach L, R and the input).
+Forward: ``ops.qlr_matmul`` straight from the packed codes (the fused Triton kernel on CUDA,
+a row-tiled torch reference on CPU), so neither Q nor L R is ever a dense [out, in] matrix,
+not even as a temporary: the layer is smaller than ``nn.Linear`` at its peak too. The
+low-rank path runs as two skinny products (x Rᵀ) Lᵀ. Q is a buffer (frozen); L and R are
+parameters, so the layer trains like CALDERA's low-rank fine-tuning (gradients reach L, R and
+the input through ``qlr_autograd``, which re-decodes Q in tiles instead of saving it).
 """
 
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
+from a2d_guard import ops
 from a2d_guard.compress.packing import pack_codes, packed_row_bytes, unpack_codes
+from a2d_guard.compress.qlr_autograd import qlr_linear
 from a2d_guard.compress.quantizer import QuantizedMatrix, dequantize
 
 
@@ -85,11 +89,16 @@ class QLRLinear(nn.Module):
         """Q + L R: what the layer computes, as a dense matrix (for checks, not the forward).  [out, in]"""
         return self.dequantized_q() + self.L @ self.R
 
+    def packed_q(self):
+        """Q as the kernel reads it: packed codes + per-group grids (``ops.packed_matrix``)."""
+        return ops.packed_matrix(self.qweight, self.scales, self.offsets, self.bits, self.group_size,
+                                 self.in_features)
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:  # x [..., in] -> [..., out]
-        y = F.linear(x, self.dequantized_q(x.dtype), self.bias)
-        if self.rank:
-            y = y + F.linear(F.linear(x, self.R), self.L)
-        return y
+        if x.shape[-1] != self.in_features:
+            raise ValueError(f"{type(self).__name__} takes inputs of width {self.in_features}, got {tuple(x.shape)}")
+        low = (self.L, self.R) if self.rank else (None, None)
+        return qlr_linear(x, self.packed_q(), *low, self.bias)
 
     def extra_repr(self) -> str:
         return (

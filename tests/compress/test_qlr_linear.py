@@ -1,5 +1,6 @@
 """QLRLinear: the forward computes x (Q + L R)ᵀ + b, trains L and R only, and round-trips its state."""
 
+import pytest
 import torch
 import torch.nn.functional as F
 from safetensors.torch import load_file, save_file
@@ -51,3 +52,43 @@ def test_state_survives_safetensors(tmp_path):
     fresh.load_state_dict(load_file(str(tmp_path / "l.safetensors")))
     x = torch.randn(3, 32)
     assert torch.equal(fresh(x), layer(x))
+
+
+def test_gradients_equal_those_of_the_dense_layer():
+    """The custom backward (Q re-decoded in tiles) gives autograd's gradients of x (Q + L R)ᵀ + b."""
+    layer, q, left, right, b = _layer(dtype=torch.float64)
+    x = torch.randn(2, 5, 32, dtype=torch.float64, requires_grad=True)
+    layer(x).sin().sum().backward()
+    xd = x.detach().clone().requires_grad_()
+    ld, rd = left.double().requires_grad_(), right.double().requires_grad_()
+    bd = b.double().requires_grad_()
+    F.linear(xd, q.dequantize(torch.float64) + ld @ rd, bd).sin().sum().backward()
+    for got, want in ((x.grad, xd.grad), (layer.L.grad, ld.grad), (layer.R.grad, rd.grad), (layer.bias.grad, bd.grad)):
+        assert torch.allclose(got, want, atol=1e-10)
+
+
+def test_training_saves_no_dense_weight_for_backward():
+    """Nothing of shape [out, in] is kept for the backward pass (plain torch ops would keep Q)."""
+    layer, *_ = _layer(dtype=torch.float32)
+    layer.L.requires_grad_(False)
+    layer.R.requires_grad_(False)  # frozen factors, as under LoRA: only the input needs a gradient
+    shapes = []
+    x = torch.randn(7, 32, requires_grad=True)
+    with torch.autograd.graph.saved_tensors_hooks(lambda t: shapes.append(tuple(t.shape)) or t, lambda t: t):
+        y = layer(x)
+    y.sum().backward()
+    assert (24, 32) not in shapes and shapes  # x [7, 32] and the factors only
+    assert x.grad is not None and layer.L.grad is None
+
+
+def test_no_grad_forward_builds_no_graph():
+    layer, *_ = _layer(dtype=torch.float32)
+    with torch.no_grad():
+        y = layer(torch.randn(3, 32))
+    assert y.grad_fn is None
+
+
+def test_wrong_input_width_names_the_width():
+    layer, *_ = _layer(dtype=torch.float32)
+    with pytest.raises(ValueError, match="width 32"):
+        layer(torch.randn(3, 31))
