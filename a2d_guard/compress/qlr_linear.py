@@ -27,6 +27,10 @@ from a2d_guard.compress.quantizer import QuantizedMatrix, dequantize
 
 
 class QLRLinear(nn.Module):
+    # peft's LoRA layer for this type, as "module:class" (``models.adapter.register_lora_layers``
+    # reads it, so ``models`` needs no import of ``compress``)
+    peft_lora_layer = "a2d_guard.compress.peft_lora:QLRLoraLinear"
+
     def __init__(
         self,
         in_features: int,
@@ -75,6 +79,11 @@ class QLRLinear(nn.Module):
             if bias is not None:
                 layer.bias.copy_(bias)
         return layer
+
+    @property
+    def compute_dtype(self) -> torch.dtype:
+        """The float dtype the layer computes in; peft reads it to create LoRA weights alike."""
+        return self.scales.dtype
 
     def codes(self) -> torch.Tensor:
         """Unpacked integer codes of Q.  [out, in] uint8"""
