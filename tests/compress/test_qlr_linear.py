@@ -92,3 +92,41 @@ def test_wrong_input_width_names_the_width():
     layer, *_ = _layer(dtype=torch.float32)
     with pytest.raises(ValueError, match="width 32"):
         layer(torch.randn(3, 31))
+
+
+def _lr4_layer(bits=3, rank=16, dtype=torch.float32):
+    from a2d_guard.compress.quantizer import auto_group_size
+
+    g = torch.Generator().manual_seed(1)
+    q = quantize_rtn(torch.randn(24, 64, generator=g), bits, 32)
+    left = quantize_rtn(torch.randn(24, rank, generator=g), 4, auto_group_size(rank))
+    right = quantize_rtn(torch.randn(rank, 64, generator=g), 4, auto_group_size(64))
+    return QLRLinear.from_parts(q, left, right, None, dtype), q, left, right
+
+
+def test_lr_bits_4_stores_packed_factors_and_computes_q_plus_lr():
+    layer, q, left, right = _lr4_layer()
+    assert layer.lr_bits == 4 and layer.L is None and layer.R is None
+    assert not list(layer.parameters())  # nothing trainable: Q and both factors are codes
+    assert layer.L_qweight.shape == (24, 16 * 4 // 8) and layer.R_qweight.shape == (16, 64 * 4 // 8)
+    x = torch.randn(5, 64, dtype=torch.float64)
+    dense = q.dequantize(torch.float64) + left.dequantize(torch.float64) @ right.dequantize(torch.float64)
+    assert torch.allclose(layer.double()(x), x @ dense.T, atol=1e-8)
+    assert torch.allclose(layer.dense_weight().double(), dense, atol=1e-6)
+
+
+def test_lr_bits_4_state_round_trips_and_still_passes_input_gradients(tmp_path):
+    layer, *_ = _lr4_layer()
+    save_file({k: v.contiguous() for k, v in layer.state_dict().items()}, str(tmp_path / "l.safetensors"))
+    fresh = QLRLinear(64, 24, bits=3, group_size=32, rank=16, lr_bits=4)
+    fresh.load_state_dict(load_file(str(tmp_path / "l.safetensors")))
+    x = torch.randn(3, 64, requires_grad=True)
+    y = fresh(x)
+    assert torch.equal(y, layer(x))
+    y.sum().backward()
+    assert torch.allclose(x.grad, torch.ones(3, 24) @ layer.dense_weight(), atol=1e-5)
+
+
+def test_bad_lr_bits():
+    with pytest.raises(ValueError, match="lr_bits must be 16"):
+        QLRLinear(64, 24, bits=3, group_size=32, rank=4, lr_bits=8)
