@@ -36,6 +36,11 @@ def merge_adapter(model: str, adapter: str | Path, output: str | Path, dtype: st
                             "--overwrite to replace an earlier merged folder")
     merged, tokenizer, spec = load_model(model, adapter=adapter, dtype=dtype, device=device, family=family,
                                          trust_remote_code=trust_remote_code, seed=seed, merge_adapter=True)
+    if any(hasattr(type(m), "peft_lora_layer") for m in merged.modules()):  # compress.QLRLinear layers
+        raise A2DGuardError(
+            f"{model!r} is a compressed base: a LoRA adapter cannot be merged into its integer codes; serve it "
+            "unmerged instead (--model BASE --adapter ADAPTER works with generate, serve, eval and Guard)"
+        )
 
     out.parent.mkdir(parents=True, exist_ok=True)
 

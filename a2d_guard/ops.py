@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING
 import torch
 
 if TYPE_CHECKING:  # pragma: no cover - the kernel modules are imported lazily, below
+    from a2d_guard.triton_kernels.qlr_matmul import PackedMatrix
     from a2d_guard.triton_kernels.token_stats import TokenStats
 
 
@@ -133,3 +134,40 @@ def _token_stats_ref_in_chunks(kernels, logits, eos_id, temperature, seeds, step
                                      ban_eos=None if ban_eos is None else ban_eos[i:i + rows])
              for i in range(0, m, rows)]
     return type(parts[0])(*(torch.cat(field) for field in zip(*parts, strict=True)))
+
+
+def packed_matrix(qweight: torch.Tensor, scales: torch.Tensor, offsets: torch.Tensor, bits: int, group_size: int,
+                  cols: int) -> PackedMatrix:
+    """A group-quantized matrix as ``qlr_matmul`` reads it (``triton_kernels.qlr_matmul.PackedMatrix``)."""
+    from a2d_guard.triton_kernels.qlr_matmul import PackedMatrix
+
+    return PackedMatrix(qweight, scales, offsets, bits, group_size, cols)
+
+
+def qlr_matmul(x: torch.Tensor, q: PackedMatrix, left=None, right=None, bias=None) -> torch.Tensor:
+    """x (Q + L R)ᵀ + b from Q's packed codes, never building the dense weight (ODLRI, W ≈ Q + L R).
+
+    x [..., K] -> [..., N] in x's dtype; ``left`` [N, r] / ``right`` [r, K] are dense tensors or
+    ``PackedMatrix`` (4-bit factors). CUDA with Triton (fp16/bf16/fp32): the fused kernel;
+    otherwise (CPU, float64) the torch reference, which dequantizes Q a few rows at a time.
+    Forward only: ``compress.qlr_autograd`` adds the backward pass for training.
+    """
+    from a2d_guard.triton_kernels import qlr_matmul as kernels
+
+    lead = x.shape[:-1]
+    x2 = x.reshape(-1, x.shape[-1])  # [M, K]
+    if use_kernel(x2) and x2.dtype in kernels.KERNEL_DTYPES:
+        y = kernels.qlr_matmul(x2, q, left, right, bias)
+    else:
+        y = kernels.qlr_matmul_ref(x2, q, left, right, bias)
+    return y.reshape(*lead, q.rows)
+
+
+def qlr_matmul_t(g: torch.Tensor, q: PackedMatrix, left=None, right=None) -> torch.Tensor:
+    """g (Q + L R): the input gradient of ``qlr_matmul``, Q dequantized in row tiles.  g [M, N] -> [M, K]
+
+    The torch tiled reference on every device (a Triton backward kernel is not written yet:
+    training on a compressed base is bound by the forward passes it shares with serving)."""
+    from a2d_guard.triton_kernels import qlr_matmul as kernels
+
+    return kernels.qlr_matmul_t_ref(g, q, left, right)

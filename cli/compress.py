@@ -27,6 +27,8 @@ def compress(
     outliers: Annotated[int | None, typer.Option(help="ODLRI: number k of outlier input channels (default: "
                                                  "rank/16, at least 1: the paper's 16 of 256).")] = None,
     iters: Annotated[int, typer.Option(help="Alternating (Q, L R) rounds at most.")] = 10,
+    lr_bits: Annotated[int, typer.Option("--lr-bits", help="Storage of L and R: 16 (float, default) or 4 (packed "
+                                                           "4-bit codes, as the ODLRI paper; Q refitted after).")] = 16,
     group_size: Annotated[int | None, typer.Option(help="Input columns per quantization group (default: per "
                                                    "layer, the largest of 128/64/32/16/8 that divides it).")] = None,
     samples: Annotated[int, typer.Option(help="Calibration texts to use.")] = 128,
@@ -42,7 +44,8 @@ def compress(
     """Compress a diffusion LM with ODLRI (arXiv 2506.02077); the folder loads with --model DIR."""
     from a2d_guard.compress import CalibrationConfig, CompressConfig, compress_checkpoint
 
-    cfg = CompressConfig(bits=bits, rank=rank, init=init, outliers=outliers, iters=iters, group_size=group_size)
+    cfg = CompressConfig(bits=bits, rank=rank, init=init, outliers=outliers, iters=iters, group_size=group_size,
+                         lr_bits=lr_bits)
     calib_cfg = CalibrationConfig(samples=samples, eval_samples=eval_samples, max_length=max_length,
                                   batch_size=batch_size, seed=seed)
     report = compress_checkpoint(model, calib, output, cfg, calib_cfg, family=family, dtype=dtype, device=device,

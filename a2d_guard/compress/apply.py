@@ -24,10 +24,11 @@ from a2d_guard.compress.calibration import collect_hessians
 from a2d_guard.compress.decomposition import INITS, DecompositionConfig, decompose
 from a2d_guard.compress.metrics import LayerReport, bits_per_weight
 from a2d_guard.compress.qlr_linear import QLRLinear
+from a2d_guard.compress.quantizer import AUTO_GROUP_SIZES, auto_group_size  # noqa: F401 (re-exported here)
 from a2d_guard.errors import A2DGuardError
 
 BITS = (2, 3, 4)
-AUTO_GROUP_SIZES = (128, 64, 32, 16, 8)
+LR_BITS = (4, 16)
 
 
 @dataclass(frozen=True)
@@ -42,10 +43,13 @@ class CompressConfig:
     iters: int = 10
     group_size: int | None = None
     error_feedback: bool = True
+    lr_bits: int = 16  # storage of L and R: 16 (the serving dtype) or 4 (group-quantized, as the paper)
 
     def validate(self) -> None:
         if self.bits not in BITS:
             raise A2DGuardError(f"--bits {self.bits} is not supported; use 2, 3 or 4")
+        if self.lr_bits not in LR_BITS:
+            raise A2DGuardError(f"--lr-bits {self.lr_bits} is not supported; use 16 (float L R) or 4 (packed)")
         if self.init not in INITS:
             raise A2DGuardError(f"--init {self.init!r} is unknown; use one of {', '.join(INITS)}")
         if self.rank < 0:
@@ -88,10 +92,6 @@ def block_linears(model: nn.Module, block: nn.Module) -> dict[str, nn.Linear]:
     names = {id(m): n for n, m in model.named_modules()}
     prefix = names[id(block)]
     return {f"{prefix}.{n}": m for n, m in block.named_modules() if isinstance(m, nn.Linear)}
-
-
-def auto_group_size(in_features: int) -> int:
-    return next((g for g in AUTO_GROUP_SIZES if in_features % g == 0), in_features)
 
 
 def plan_layers(model: nn.Module, cfg: CompressConfig) -> list[LayerPlan]:
@@ -196,7 +196,8 @@ def compress_linear(lin: nn.Linear, h: torch.Tensor, cfg: DecompositionConfig) -
     """Decompose one layer and build its replacement (same dtype and device)."""
     dec = decompose(lin.weight.detach(), h, cfg)
     bias = lin.bias.detach() if lin.bias is not None else None
-    return QLRLinear.from_parts(dec.q, dec.left, dec.right, bias, lin.weight.dtype), dec
+    left, right = (dec.left_q, dec.right_q) if dec.left_q is not None else (dec.left, dec.right)
+    return QLRLinear.from_parts(dec.q, left, right, bias, lin.weight.dtype), dec
 
 
 def compress_model(
@@ -222,7 +223,7 @@ def compress_model(
             plan = plans[name]
             dcfg = DecompositionConfig(
                 bits=cfg.bits, rank=cfg.rank, init=cfg.init, outliers=cfg.outliers, iters=cfg.iters,
-                group_size=plan.group_size, error_feedback=cfg.error_feedback,
+                group_size=plan.group_size, error_feedback=cfg.error_feedback, lr_bits=cfg.lr_bits,
             )
             layer, dec = compress_linear(lin, hessians[name], dcfg)
             set_submodule(model, name, layer)
@@ -231,7 +232,8 @@ def compress_model(
                     name=name, out_features=plan.out_features, in_features=plan.in_features,
                     group_size=plan.group_size, act_err=dec.act_err, init_err=dec.init_error,
                     quant_scale=dec.quant_scale, rounds=len(dec.history), history=list(dec.history),
-                    bpw=bits_per_weight(plan.out_features, plan.in_features, cfg.bits, plan.group_size, cfg.rank),
+                    bpw=bits_per_weight(plan.out_features, plan.in_features, cfg.bits, plan.group_size, cfg.rank,
+                                        lr_bits=cfg.lr_bits),
                 )
             )
         del hessians

@@ -19,6 +19,12 @@ Initialisations of L₀R₀:
   residual that Q must cover has a smaller range (smaller quantization scale) and the
   quantization error is not amplified by the outlier activations.
 
+4-bit factors (``lr_bits=4``, the paper's storage of L and R; CALDERA, arXiv 2405.18886,
+quantizes them inside its LPLR step): after the loop, L and R are rounded group-wise (RTN, grids
+along each factor's input dimension, ``auto_group_size``), and Q takes one more LDLQ step on
+W - L̂ R̂, so Q absorbs the factors' rounding error instead of it adding to the final error.
+The recorded history ends with the error of that (Q, L̂, R̂), the one that is stored.
+
 Monotonicity: the LR step never raises the error for a given Q (up to the tiny damping
 that makes H invertible), but LDLQ is a heuristic, so a whole round *can*. A round that
 raises the error is rejected and the loop stops at the previous iterate: the recorded
@@ -31,7 +37,13 @@ from dataclasses import dataclass, field
 
 import torch
 
-from a2d_guard.compress.quantizer import QuantizedMatrix, one_cpu_thread, quantize_ldlq, quantize_rtn
+from a2d_guard.compress.quantizer import (
+    QuantizedMatrix,
+    auto_group_size,
+    one_cpu_thread,
+    quantize_ldlq,
+    quantize_rtn,
+)
 
 INITS = ("zero", "svd", "odlri")
 
@@ -49,6 +61,7 @@ class DecompositionConfig:
     lr_damp: float = 1e-6  # damping of H in the LR step (keeps it exact in practice)
     odlri_eps: float = 1e-2  # ε of H_o + εI, relative to mean(diag H)
     tol: float = 1e-6  # relative slack when comparing errors
+    lr_bits: int = 16  # 16: float L R; 4: L and R group-quantized at 4 bits after the loop
 
 
 @dataclass
@@ -58,6 +71,8 @@ class Decomposition:
     right: torch.Tensor  # R [r, in]
     history: list[float] = field(default_factory=list)  # relative act. error after each round
     init_error: float = float("nan")  # relative act. error of L₀R₀ alone (W - L₀R₀)
+    left_q: QuantizedMatrix | None = None  # L̂ [out, r] at lr_bits (None: float L R)
+    right_q: QuantizedMatrix | None = None  # R̂ [r, in] at lr_bits
 
     @property
     def act_err(self) -> float:
@@ -203,4 +218,12 @@ def _decompose(w: torch.Tensor, h: torch.Tensor, cfg: DecompositionConfig) -> De
             break  # converged
     assert best is not None
     q, left, right = best
-    return Decomposition(q=q, left=left, right=right, history=history, init_error=init_error)
+    left_q = right_q = None
+    if cfg.lr_bits < 16 and cfg.rank > 0:
+        left_q = quantize_rtn(left, cfg.lr_bits, auto_group_size(left.shape[1]))  # [out, r]
+        right_q = quantize_rtn(right, cfg.lr_bits, auto_group_size(right.shape[1]))  # [r, in]
+        left, right = left_q.dequantize(), right_q.dequantize()
+        q = quantize(w - left @ right)  # Q absorbs the factors' rounding error
+        history.append(rel(q.dequantize(), left, right))
+    return Decomposition(q=q, left=left, right=right, history=history, init_error=init_error,
+                         left_q=left_q, right_q=right_q)

@@ -5,7 +5,8 @@ and the model-level masked-diffusion loss against the uncompressed model.
   the overall figure is the mean over layers (each layer counts once, as in the paper).
 - quant_scale: the mean step of Q's group grids (ODLRI reports it shrinking with outlier init).
 - bpw: stored bits per weight of a compressed layer *including L R*, at 16-bit storage of
-  scales, offsets and factors (the serving dtype): (b·m·n + 32·m·n/g + 16·r·(m+n)) / (m·n).
+  scales, offsets and factors (the serving dtype): (b·m·n + 32·m·n/g + 16·r·(m+n)) / (m·n);
+  with ``--lr-bits 4`` the factors count at 4 bits plus their own group grids.
 - memory: bytes of every parameter and buffer of the model as it is (its dtype).
 - masked-diffusion loss: mean cross-entropy (nats) over masked tokens of held-out text, with
   every non-special token masked independently at a fixed ratio λ (LLaDA's forward process at
@@ -44,9 +45,21 @@ class LayerReport:
         return asdict(self)
 
 
-def bits_per_weight(out: int, n: int, bits: int, group_size: int, rank: int, float_bits: int = 16) -> float:
-    """(b·m·n + 2·float_bits·m·n/g + float_bits·r·(m+n)) / (m·n)."""
-    total = bits * out * n + 2 * float_bits * out * (n // group_size) + float_bits * rank * (out + n)
+def bits_per_weight(out: int, n: int, bits: int, group_size: int, rank: int, float_bits: int = 16,
+                    lr_bits: int = 16) -> float:
+    """(b·m·n + 2·float_bits·m·n/g + LR) / (m·n), L R included.
+
+    LR = float_bits·r·(m+n) for float factors; at ``lr_bits`` 4 (packed, ``--lr-bits 4``) the
+    factors' own codes and grids: 4·r·(m+n) + 2·float_bits·(m·r/g_L + r·n/g_R), with the
+    group sizes ``auto_group_size`` picks for L [m, r] and R [r, n]."""
+    from a2d_guard.compress.quantizer import auto_group_size
+
+    total = bits * out * n + 2 * float_bits * out * (n // group_size)
+    if rank and lr_bits < 16:
+        total += lr_bits * rank * (out + n)
+        total += 2 * float_bits * (out * (rank // auto_group_size(rank)) + rank * (n // auto_group_size(n)))
+    else:
+        total += float_bits * rank * (out + n)
     return total / (out * n)
 
 

@@ -19,6 +19,13 @@ from dataclasses import dataclass
 
 import torch
 
+AUTO_GROUP_SIZES = (128, 64, 32, 16, 8)
+
+
+def auto_group_size(in_features: int) -> int:
+    """The largest of 128/64/32/16/8 that divides ``in_features`` (the whole row if none does)."""
+    return next((g for g in AUTO_GROUP_SIZES if in_features % g == 0), in_features)
+
 
 @dataclass
 class QuantizedMatrix:

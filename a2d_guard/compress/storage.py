@@ -29,7 +29,7 @@ from a2d_guard.models.loader import FAMILY_KEY
 from a2d_guard.models.spec import ModelSpec
 
 FORMAT = "a2d-guard-qlr"
-VERSION = 1
+VERSION = 2  # the newest this reader knows; 1: float L R only, 2: adds "lr_bits" (packed 4-bit L R)
 WEIGHTS = "model.safetensors"
 
 
@@ -87,7 +87,7 @@ def save_compressed(model, tokenizer, spec: ModelSpec, folder: str | Path, info:
     layers = {
         to_ckpt(name): {
             "in_features": m.in_features, "out_features": m.out_features, "bits": m.bits,
-            "group_size": m.group_size, "rank": m.rank, "bias": m.bias is not None,
+            "group_size": m.group_size, "rank": m.rank, "bias": m.bias is not None, "lr_bits": m.lr_bits,
         }
         for name, m in model.named_modules()
         if isinstance(m, QLRLinear)
@@ -95,7 +95,9 @@ def save_compressed(model, tokenizer, spec: ModelSpec, folder: str | Path, info:
     state, tied = _dedupe({to_ckpt(k): v for k, v in model.state_dict().items()})
     save_safetensors(state, folder / WEIGHTS, metadata={"format": "pt", "a2d_guard": FORMAT})
     raw = _config_dict(model, spec)
-    raw[COMPRESSION_KEY] = {"format": FORMAT, "version": VERSION, **info, "layers": layers, "tied": tied}
+    # version 2 only where a v1 reader would fail: packed 4-bit factors (--lr-bits 4)
+    version = 2 if any(spec["lr_bits"] != 16 for spec in layers.values()) else 1
+    raw[COMPRESSION_KEY] = {"format": FORMAT, "version": version, **info, "layers": layers, "tied": tied}
     (folder / "config.json").write_text(json.dumps(raw, indent=2) + "\n", encoding="utf-8")
     tokenizer.save_pretrained(str(folder))
     return folder
@@ -143,10 +145,10 @@ def load_compressed(folder: Path, raw_config: dict, family: str, dtype: torch.dt
     from safetensors.torch import load_file
 
     info = raw_config[COMPRESSION_KEY]
-    if not isinstance(info, dict) or info.get("format") != FORMAT or info.get("version") != VERSION:
+    if not isinstance(info, dict) or info.get("format") != FORMAT or info.get("version") not in range(1, VERSION + 1):
         raise A2DGuardError(
             f"{folder}/config.json has an {COMPRESSION_KEY} entry this a2d-guard cannot read "
-            f"(expected format {FORMAT!r} version {VERSION}); re-run `a2d-guard compress` with this version"
+            f"(expected format {FORMAT!r} version 1 to {VERSION}); re-run `a2d-guard compress` with this version"
         )
     weights = Path(folder) / WEIGHTS
     if not weights.is_file():
@@ -156,7 +158,7 @@ def load_compressed(folder: Path, raw_config: dict, family: str, dtype: torch.dt
     for name, spec in info["layers"].items():
         shell = QLRLinear(
             spec["in_features"], spec["out_features"], spec["bits"], spec["group_size"], spec["rank"],
-            bias=spec["bias"], device="meta",
+            bias=spec["bias"], device="meta", lr_bits=spec.get("lr_bits", 16),
         )
         native = to_native(name)
         parent, _, child = native.rpartition(".")
@@ -176,9 +178,10 @@ def load_compressed(folder: Path, raw_config: dict, family: str, dtype: torch.dt
             for name, p in module.named_parameters(recurse=False):
                 if p.is_floating_point() and p.dtype != dtype:
                     setattr(module, name, nn.Parameter(p.to(dtype), requires_grad=p.requires_grad))
-            if isinstance(module, QLRLinear):
-                module.scales = module.scales.to(dtype)
-                module.offsets = module.offsets.to(dtype)
+            if isinstance(module, QLRLinear):  # grids (of Q, and of L R at lr_bits 4) in the model dtype
+                for name, buf in list(module.named_buffers(recurse=False)):
+                    if buf.is_floating_point():
+                        setattr(module, name, buf.to(dtype))
     if getattr(model.config, "tie_word_embeddings", False):
         model.tie_weights()
     return model.to(device).eval()

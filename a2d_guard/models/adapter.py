@@ -9,6 +9,7 @@ traceback), and the weights are set through peft.
 
 from __future__ import annotations
 
+import importlib
 import json
 import re
 import warnings
@@ -71,6 +72,37 @@ def read_adapter(folder: str | Path) -> tuple[dict, dict[str, torch.Tensor]]:
     return config, load_safetensors(folder / ADAPTER_WEIGHTS, fix)
 
 
+def custom_lora_layers(model) -> dict[type, type]:
+    """Layer type -> peft LoRA layer class, for every module type of ``model`` that names one.
+
+    A layer peft does not know (``compress.QLRLinear``) declares its LoRA class as a
+    ``peft_lora_layer = "package.module:Class"`` attribute, resolved here by import at call
+    time: ``models`` stays below ``compress`` (no import edge), as in ``models.formats``.
+    """
+    found: dict[type, type] = {}
+    for module in model.modules():
+        spec = getattr(type(module), "peft_lora_layer", None)
+        if isinstance(spec, str) and type(module) not in found:
+            mod, _, attr = spec.partition(":")
+            found[type(module)] = getattr(importlib.import_module(mod), attr)
+    return found
+
+
+def register_lora_layers(config, model):
+    """Teach ``config`` (a ``LoraConfig``) the custom LoRA layers ``model`` needs; returns whether any."""
+    mapping = custom_lora_layers(model)
+    if mapping:
+        config._register_custom_module(mapping)  # peft's custom-module API (docs: developer_guides/custom_models)
+    return bool(mapping)
+
+
+def _layer_shape(layer) -> tuple[int, int]:
+    """(out, in) of a dense or compressed linear layer (a QLRLinear has no ``weight``)."""
+    if hasattr(layer, "out_features") and hasattr(layer, "in_features"):
+        return int(layer.out_features), int(layer.in_features)
+    return tuple(layer.weight.shape)
+
+
 def _check_shapes(model, state: dict[str, torch.Tensor], folder: Path, base: str | None) -> list[str]:
     """Raise if any LoRA matrix does not fit the base layer; return the target leaf names."""
     hint = f" (it names base model {base!r})" if base else ""
@@ -87,7 +119,7 @@ def _check_shapes(model, state: dict[str, torch.Tensor], folder: Path, base: str
                 f"adapter {str(folder)!r} targets module {module_name!r}, which this model does not "
                 f"have: the adapter was trained on a different base model{hint}; load it on that base"
             ) from None
-        out_f, in_f = layer.weight.shape
+        out_f, in_f = _layer_shape(layer)
         want = (tensor.shape[0], in_f) if m["ab"] == "A" else (out_f, tensor.shape[1])
         if tuple(tensor.shape) != want:
             raise A2DGuardError(
@@ -105,7 +137,10 @@ def attach_adapter(model, spec: ModelSpec, folder: str | Path, merge: bool = Tru
     """Load the adapter in ``folder`` onto ``model``; merged into the weights by default.
 
     Merging gives inference the base model's speed; pass ``merge=False`` to keep a
-    ``PeftModel`` (e.g. to continue training). ``base``: the name ``model`` was loaded by;
+    ``PeftModel`` (e.g. to continue training). A compressed base (``QLRLinear`` layers) cannot
+    take a merge (its weights are integer codes): there ``merge=True`` returns the base model
+    with the LoRA layers left in place, unmerged, which every caller runs like a merged one.
+    ``base``: the name ``model`` was loaded by;
     an adapter whose ``base_model_name_or_path`` names another base loads with an
     ``A2DGuardWarning`` (``models.base_ref``).
     """
@@ -120,6 +155,7 @@ def attach_adapter(model, spec: ModelSpec, folder: str | Path, merge: bool = Tru
     targets = _check_shapes(model, state, folder, config.get("base_model_name_or_path"))
     warn_if_other_base(config.get("base_model_name_or_path"), base, folder)
     lora = LoraConfig(target_modules=targets, **{k: config[k] for k in _LORA_FIELDS if k in config})
+    unmergeable = register_lora_layers(lora, model)
     with warnings.catch_warnings():  # peft probes a deprecated transformers attribute; not the user's concern
         warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing.*", category=FutureWarning)
         peft_model = get_peft_model(model, lora)
@@ -128,4 +164,6 @@ def attach_adapter(model, spec: ModelSpec, folder: str | Path, merge: bool = Tru
     if unexpected:
         raise A2DGuardError(f"adapter {str(folder)!r} has weights this model cannot take: {unexpected[:3]}")
     peft_model.eval()
-    return peft_model.merge_and_unload() if merge else peft_model
+    if not merge:
+        return peft_model
+    return peft_model.get_base_model() if unmergeable else peft_model.merge_and_unload()

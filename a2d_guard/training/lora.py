@@ -49,7 +49,9 @@ def original_name(spec: ModelSpec, native: str) -> str:
 
 
 def _linear_names(model) -> list[str]:
-    return [name for name, module in model.named_modules() if isinstance(module, torch.nn.Linear)]
+    """Dense linears and the compressed ones (``QLRLinear``, known by its peft LoRA layer)."""
+    return [name for name, module in model.named_modules()
+            if isinstance(module, torch.nn.Linear) or hasattr(type(module), "peft_lora_layer")]
 
 
 def _suffix_match(name: str, targets: list[str]) -> bool:
@@ -100,8 +102,11 @@ def add_lora(model, spec: ModelSpec, r: int, alpha: int, dropout: float, targets
     """Wrap ``model`` in a ``PeftModel`` with fresh LoRA weights (B = 0: starts as the base)."""
     from peft import LoraConfig, get_peft_model
 
+    from a2d_guard.models.adapter import register_lora_layers
+
     chosen = resolve_targets(model, spec, targets, naming)
     config = LoraConfig(r=r, lora_alpha=alpha, lora_dropout=dropout, target_modules=chosen, bias="none")
+    register_lora_layers(config, model)  # a compressed base: LoRA over QLRLinear (compress/peft_lora.py)
     with warnings.catch_warnings():  # peft probes a property transformers 5 deprecated; not actionable here
         warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing.*", category=FutureWarning)
         return get_peft_model(model, config)

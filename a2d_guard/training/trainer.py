@@ -141,6 +141,11 @@ def build_model(config: TrainConfig, device: torch.device):
     model, tokenizer, spec = load_model(
         config.model, dtype=dtype, device=device, family=config.family, seed=config.model_seed
     )
+    if config.finetune != "lora" and any(hasattr(type(m), "peft_lora_layer") for m in model.modules()):
+        raise A2DGuardError(
+            f"--model {config.model!r} is a compressed base (QLRLinear layers, integer codes): it trains only as a "
+            "LoRA adapter; set finetune: lora (the default)"
+        )
     if config.gradient_checkpointing:
         model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
     if config.finetune == "lora":

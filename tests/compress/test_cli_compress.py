@@ -66,6 +66,7 @@ def test_readable_output_prints_tables(calib, tmp_path):
     (["--group-size", "48"], "--group-size 48"),
     (["--init", "random"], "--init 'random'"),
     (["--iters", "0"], "--iters 0"),
+    (["--lr-bits", "8"], "--lr-bits 8"),
 ])
 def test_bad_options_exit_1_with_one_line_and_write_nothing(calib, tmp_path, extra, message):
     out = tmp_path / "out"
@@ -108,3 +109,27 @@ def _assert_clean_failure(result, message, folder, keep=frozenset()):
     assert err.startswith("error: ") and message in err and len(err.splitlines()) == 1, err
     assert "Traceback" not in result.output
     assert {p.name for p in folder.iterdir()} == set(keep)  # no output, no temporary folder left behind
+
+
+def test_lr_bits_4_packs_the_factors_and_counts_them_in_bpw(calib, compressed, tmp_path):
+    """--lr-bits 4: L R stored as 4-bit codes (smaller file, lower bpw), the folder loads and generates."""
+    import torch
+
+    from a2d_guard.compress.qlr_linear import QLRLinear
+    from a2d_guard.models import load_model
+
+    base_out, base_report = compressed
+    out = tmp_path / "tiny-q2-lr4"
+    result = runner.invoke(app, _args(calib, out, "--lr-bits", "4", "--json"))
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.stdout)
+    assert report["lr_bits"] == 4 and report["bpw"] < base_report["bpw"]
+    assert report["memory"]["file_bytes"] < base_report["memory"]["file_bytes"]
+    config = json.loads((out / "config.json").read_text())["a2d_guard_compression"]
+    assert config["version"] == 2 and {s["lr_bits"] for s in config["layers"].values()} == {4}
+    model, _, spec = load_model(str(out), device="cpu")
+    layers = [m for m in model.modules() if isinstance(m, QLRLinear)]
+    assert len(layers) == 14 and all(m.lr_bits == 4 and m.L is None for m in layers)
+    with torch.no_grad():
+        logits = model(input_ids=torch.tensor([[spec.mask_id] * 4])).logits
+    assert torch.isfinite(logits).all()

@@ -20,7 +20,7 @@ SCRIPT = r"""
 import json, sys
 import triton, triton.language as tl
 from triton.backends.compiler import GPUTarget
-from a2d_guard.triton_kernels import gather_rows as gr, rng, token_stats as ts
+from a2d_guard.triton_kernels import gather_rows as gr, qlr_matmul as qm, rng, token_stats as ts
 
 target = GPUTarget("cuda", 90, 32)
 ALIGNED = [["tt.divisibility", 16]]  # what the JIT assumes of 16-byte aligned pointers/ints
@@ -64,6 +64,22 @@ sig = {"hidden_ptr": "*bf16", "seq_ptr": "*i64", "pos_ptr": "*i64", "out_ptr": "
        "stride_om": "i32", "BLOCK_D": "constexpr"}
 out["gather_rows_bf16"] = build(gr._gather_rows_kernel, sig, {"stride_d": 1, "BLOCK_D": 1024},
                                 4, aligned=(0, 3, 4, 5, 6, 8))
+# the fused Q + L R linear: every code width, dense and 4-bit-packed L, bf16 and fp32 inputs
+qnames = ["x_ptr", "q_ptr", "qs_ptr", "qo_ptr", "t_ptr", "l_ptr", "ls_ptr", "lo_ptr", "b_ptr", "y_ptr"]
+qints = ["M", "N", "K", "RANK", "stride_xm", "stride_q", "stride_qs", "q_row_bytes", "stride_tm",
+         "stride_l", "stride_ls", "l_row_bytes", "stride_ym"]
+for dt, bits, group, l_packed in (("bf16", 2, 128, False), ("bf16", 3, 128, False), ("bf16", 4, 64, False),
+                                  ("bf16", 3, 128, True), ("fp32", 3, 32, False)):
+    ptrs = ["*" + dt, "*u8", "*" + dt, "*" + dt, "*" + dt,
+            "*u8" if l_packed else "*" + dt, "*" + dt, "*" + dt, "*" + dt, "*" + dt]
+    sig = dict(zip(qnames, ptrs))
+    sig.update({name: "i32" for name in qints})
+    consts = {"BITS": bits, "GROUP": group, "HAS_LR": True, "L_PACKED": l_packed, "L_BITS": 4, "L_GROUP": 16,
+              "HAS_BIAS": False, "FP32_DOT": dt == "fp32", "BLOCK_M": 64, "BLOCK_N": 64, "BLOCK_K": 32,
+              "BLOCK_R": 16}
+    sig.update({name: "constexpr" for name in consts})
+    key = f"qlr_matmul_{dt}_{bits}bit" + ("_lr4" if l_packed else "")
+    out[key] = build(qm._qlr_matmul_kernel, sig, consts, 4, aligned=(0, 1, 2, 3, 4, 5, 9))
 print(json.dumps(out))
 """
 
@@ -87,5 +103,6 @@ def test_kernels_compile_for_sm90(tmp_path):
     report = json.loads(res.stdout.strip().splitlines()[-1])
     assert set(report) == {"token_stats_bf16", "token_stats_fp16", "token_stats_fp32",
                            "token_stats_fp32_strided", "token_stats_fp64", "gather_rows_bf16",
-                           "counter_uniform"}
+                           "counter_uniform", "qlr_matmul_bf16_2bit", "qlr_matmul_bf16_3bit",
+                           "qlr_matmul_bf16_4bit", "qlr_matmul_bf16_3bit_lr4", "qlr_matmul_fp32_3bit"}
     print(report)
