@@ -44,7 +44,7 @@ from pathlib import Path
 
 import torch
 
-from a2d_guard.demo import numerics, seeds
+from a2d_guard.demo import criteria, numerics, seeds
 from a2d_guard.demo.corpus import build_corpus
 from a2d_guard.demo.evaluate import ATTACKS, ORDERS, EvalSettings, Evaluator
 from a2d_guard.demo.fingerprint import FingerprintBook, fingerprint
@@ -184,7 +184,8 @@ def run_demo(out: str | Path, plan: DemoPlan = DEFAULT_PLAN, log=print, progress
             numerics_used = numerics.describe()
     finally:
         torch.set_num_threads(threads)
-    result = {"seeds": worlds, "summary": seeds.summarize(worlds), "numerics": numerics_used,
+    summary = {**seeds.summarize(worlds), "criteria": criteria.check_sweep(worlds)}
+    result = {"seeds": worlds, "summary": summary, "numerics": numerics_used,
               "total_s": stages.total_seconds}
     write_text_atomically(out / "results.json", json.dumps(result, indent=2) + "\n")
     return result
@@ -273,4 +274,7 @@ def render_table(result: dict) -> str:
     else:
         pick = result["seeds"][0]["guard_model"]
         lines += ["", f"guard model: {pick['name']} ({pick['why']})"]
+    if "criteria" in result["summary"]:
+        held = ", ".join(f"{c} {v['held']}/{v['of']}" for c, v in result["summary"]["criteria"].items())
+        lines += ["", f"the paper's pattern (demo/criteria.py), worlds where each holds: {held}"]
     return "\n".join(lines)

@@ -14,6 +14,7 @@ from typer.testing import CliRunner
 
 from a2d_guard.demo import numerics, runner
 from a2d_guard.demo.corpus import build_corpus
+from a2d_guard.demo.criteria import CRITERIA
 from a2d_guard.demo.evaluate import ATTACKS, ORDERS, EvalSettings, Evaluator
 from a2d_guard.demo.runner import MODELS, DemoPlan, render_table, run_demo
 from a2d_guard.errors import A2DGuardWarning
@@ -129,6 +130,8 @@ def test_a_seed_sweep_reports_every_world_and_the_median_with_the_range(tmp_path
     row = next(line for line in text.splitlines() if line.split()[:2] == ["base", "plain"])
     assert row.count("[") == len(ORDERS) and row.count("%") == len(ORDERS)  # median [min, max] per order
     assert "guard model: " in text
+    assert {c: v["of"] for c, v in summary["criteria"].items()} == dict.fromkeys(CRITERIA, 2)
+    assert "the paper's pattern" in text
 
 
 def test_seeds_must_be_a_positive_count(tmp_path):
