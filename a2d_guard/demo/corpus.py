@@ -17,6 +17,7 @@ Three training sets come from one corpus (``training_rows``):
 from __future__ import annotations
 
 import functools
+import random
 from dataclasses import dataclass
 from importlib import resources
 
@@ -49,33 +50,46 @@ def _fill(template: str, values: dict[str, str]) -> str:
     return template.format(**values)
 
 
-def _benign_items(spec: dict) -> list[Item]:
+def _split(t: dict, rng: random.Random | None) -> dict[str, list[str]]:
+    """The group's phrasings per split: the YAML's, or (``rng``) as many held out, drawn at random."""
+    if rng is None:
+        return {"train": list(t["train"]), "heldout": list(t["heldout"])}
+    pooled = [*t["train"], *t["heldout"]]
+    rng.shuffle(pooled)
+    cut = len(t["heldout"])
+    return {"train": pooled[cut:], "heldout": pooled[:cut]}
+
+
+def _benign_items(spec: dict, rng: random.Random | None) -> list[Item]:
     items = []
     for topic, t in spec["benign"].items():
+        phrasings = _split(t, rng)
         for slot in t["slots"]:
             values = dict(zip("abc", slot, strict=False))
             answer = _fill(t["answer"], values)
             masked = _fill(t["answer"], {**values, **{k: MASK for k in t["key"]}})
             keys = tuple(values[k] for k in t["key"])
             for split in ("train", "heldout"):
-                for template in t[split]:
+                for template in phrasings[split]:
                     items.append(Item("benign", topic, _fill(template, values), answer, keys, split, masked))
     return items
 
 
-def _lookalike_items(spec: dict) -> list[Item]:
+def _lookalike_items(spec: dict, rng: random.Random | None) -> list[Item]:
     t = spec["lookalike"]
+    phrasings = _split(t, rng)
     items = []
     for act, answer, key in t["slots"]:
         masked = " ".join(MASK if w == key else w for w in answer.split())
         for split in ("train", "heldout"):
-            for template in t[split]:
+            for template in phrasings[split]:
                 items.append(Item("lookalike", "lookalike", _fill(template, {"a": act}), answer, (key,), split, masked))
     return items
 
 
-def _harmful_items(spec: dict) -> list[Item]:
+def _harmful_items(spec: dict, rng: random.Random | None) -> list[Item]:
     t = spec["harmful"]
+    phrasings = _split(t, rng)
     items = []
     for category, c in t["categories"].items():
         vocab = c["vocab"]
@@ -84,7 +98,7 @@ def _harmful_items(spec: dict) -> list[Item]:
             answer = _fill(t["answer"], words)
             masked = _fill(t["answer"], {k: MASK for k in words})
             for split in ("train", "heldout"):
-                for template in t[split]:
+                for template in phrasings[split]:
                     items.append(Item("harmful", category, _fill(template, {"a": act}), answer, (), split, masked))
     return items
 
@@ -124,9 +138,15 @@ class Corpus:
         return rows
 
 
-def build_corpus() -> Corpus:
-    """The corpus is fully determined by ``templates.yaml`` (no randomness at all)."""
+def build_corpus(split_seed: int | None = None) -> Corpus:
+    """The corpus is fully determined by ``templates.yaml`` and ``split_seed``.
+
+    ``None``: the YAML's held-out phrasings (the first demo world, and what the benches read).
+    An int: each group's phrasings re-split at random (same counts), so the worlds of a seed
+    sweep also differ in which phrasings they never train on.
+    """
     spec = templates()
-    items = _benign_items(spec) + _lookalike_items(spec) + _harmful_items(spec)
+    rng = None if split_seed is None else random.Random(split_seed)
+    items = _benign_items(spec, rng) + _lookalike_items(spec, rng) + _harmful_items(spec, rng)
     harm_vocab = frozenset(w for c in spec["harmful"]["categories"].values() for w in c["vocab"])
     return Corpus(tuple(items), spec["refusal"], spec["draft"], spec["harmful"]["prefill"], harm_vocab)

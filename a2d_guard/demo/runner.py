@@ -37,27 +37,33 @@ of 3k rows): the tiny model must learn its world in about a minute.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
 
+from a2d_guard.demo import criteria, numerics, seeds
 from a2d_guard.demo.corpus import build_corpus
 from a2d_guard.demo.evaluate import ATTACKS, ORDERS, EvalSettings, Evaluator
 from a2d_guard.demo.fingerprint import FingerprintBook, fingerprint
 from a2d_guard.demo.guard_eval import PROMPT_TOKENS, evaluate_guard, pick_guard_model, render_guard_table
 from a2d_guard.demo.stages import Stages
 from a2d_guard.models.safetensors_file import check_weights_folder
-from a2d_guard.outputs import check_replaceable, claim
+from a2d_guard.outputs import check_replaceable, claim, write_text_atomically
 from a2d_guard.training import TrainConfig, train
 from a2d_guard.training.trainer import ADAPTER_DIR, MODEL_DIR
 
 MODELS = ("base", "response_level", "a2d", "a2d_mask_prompt", "a2d_content")
 REPORTED = ("base", "response_level", "a2d")  # the issue's three; the extension is reported beside them
 # What the demo creates at the top of --out (claimed in its manifest, see a2d_guard.outputs);
-# each stage folder is then `train`'s own output folder, with its own manifest.
-WRITTEN = ("data", *MODELS, "results.json", FingerprintBook.FILE)
+# each stage folder is then `train`'s own output folder, with its own manifest. The first
+# world of a seed sweep lives in --out itself (what `serve --model demo` reads), the others
+# in --out/seeds/SEED/ (each claimed like --out, without results.json).
+SEEDS_DIR = "seeds"
+WORLD = ("data", *MODELS, FingerprintBook.FILE)
+WRITTEN = (*WORLD, "results.json", SEEDS_DIR)
 
 
 @dataclass(frozen=True)
@@ -87,6 +93,7 @@ class DemoPlan:
                               probe_length=self.guard_probe_length())
 
     def configs(self, out: Path) -> dict[str, TrainConfig]:
+        """Every stage's training config; ``seed`` drives the base's init, batches, masks and LoRA."""
         data = out / "data"
         common = dict(max_length=self.max_length, batch_size=self.batch_size, seed=self.seed, progress=False,
                       save_every=0, keep_checkpoints=1, device="cpu", dtype="fp32")
@@ -94,9 +101,10 @@ class DemoPlan:
         adapter = dict(common, model=base_model, finetune="lora", max_steps=self.adapter_steps, lr=self.adapter_lr,
                        lora_r=self.lora_r, lora_alpha=self.lora_alpha, lr_schedule="linear", warmup_steps=20)
         return {
-            "base": TrainConfig(**common, model="tiny", data=str(data / "base.jsonl"), output=str(out / "base"),
-                                finetune="full", objective="sft", mask_prompt="harmful", max_steps=self.base_steps,
-                                lr=self.base_lr, weight_decay=0.0, lr_schedule="linear", warmup_steps=50),
+            "base": TrainConfig(**common, model="tiny", model_seed=self.seed, data=str(data / "base.jsonl"),
+                                output=str(out / "base"), finetune="full", objective="sft", mask_prompt="harmful",
+                                max_steps=self.base_steps, lr=self.base_lr, weight_decay=0.0,
+                                lr_schedule="linear", warmup_steps=50),
             "response_level": TrainConfig(**adapter, data=str(data / "response_level.jsonl"),
                                           output=str(out / "response_level"), objective="sft"),
             "a2d": TrainConfig(**adapter, data=str(data / "a2d.jsonl"), output=str(out / "a2d"), objective="a2d"),
@@ -108,15 +116,15 @@ class DemoPlan:
         }
 
 
-def write_training_data(out: Path) -> None:
-    corpus = build_corpus()
+def write_training_data(out: Path, corpus=None) -> None:
+    corpus = corpus or build_corpus()
     (out / "data").mkdir(parents=True, exist_ok=True)
     for variant in ("base", "response_level", "a2d"):
         rows = corpus.training_rows(variant)
         text = "".join(json.dumps(r) + "\n" for r in rows)
         path = out / "data" / f"{variant}.jsonl"
         if not path.exists() or path.read_text() != text:
-            path.write_text(text)
+            write_text_atomically(path, text)
 
 
 def _deliverable(config: TrainConfig) -> Path:
@@ -143,31 +151,54 @@ def train_or_reuse(config: TrainConfig, log, on_step=None) -> tuple[Path, bool]:
 DEFAULT_PLAN = DemoPlan()
 
 
-def run_demo(out: str | Path, plan: DemoPlan = DEFAULT_PLAN, log=print, progress: bool = False) -> dict:
-    """Train (or reuse) the four models under ``out``, evaluate them, return the results object.
+def run_demo(out: str | Path, plan: DemoPlan = DEFAULT_PLAN, log=print, progress: bool = False,
+             num_seeds: int = 1) -> dict:
+    """Train (or reuse) and evaluate ``num_seeds`` worlds under ``out``; return the results object.
 
+    ``{"seeds": [one world's results per seed], "summary": seeds.summarize(...), "numerics":
+    the floating-point path, "total_s"}``, also written to ``out/results.json``.
     ``progress``: draw a bar per stage on stderr (the CLI does on a terminal, never with --json).
     Runs on one CPU thread: the tiny model's matrices are too small for intra-op
-    parallelism to pay off, and OpenMP barriers stall badly when the cores are shared.
+    parallelism to pay off, OpenMP barriers stall badly when the cores are shared, and the
+    thread count is part of the floating-point path (``demo/numerics.py``).
     """
+    out = Path(out)
+    world_seeds = seeds.world_seeds(plan.seed, num_seeds)
+    check_replaceable(out, "write the demo into", command="demo",
+                      fix="move those files elsewhere, or pick a new or empty folder for --out")
+    claim(out, "demo", WRITTEN)  # creates the folder
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
         with Stages(show_progress=progress) as stages:
-            return _run_demo(Path(out), plan, log, stages)
+            worlds = []
+            for index, seed in enumerate(world_seeds):
+                folder = out if index == 0 else out / SEEDS_DIR / str(seed)
+                if index:
+                    check_replaceable(folder, "write a demo world into", command="demo")
+                    claim(folder, "demo", WORLD)
+                if num_seeds > 1:
+                    log(f"seed {seed} ({index + 1} of {num_seeds}): {folder}")
+                world_plan = dataclasses.replace(plan, seed=seed)
+                worlds.append(_run_world(folder, world_plan, seeds.split_seed(index, seed), log, stages))
+            numerics_used = numerics.describe()
     finally:
         torch.set_num_threads(threads)
+    summary = {**seeds.summarize(worlds), "criteria": criteria.check_sweep(worlds)}
+    result = {"seeds": worlds, "summary": summary, "numerics": numerics_used,
+              "total_s": stages.total_seconds}
+    write_text_atomically(out / "results.json", json.dumps(result, indent=2) + "\n")
+    return result
 
 
-def _run_demo(out: Path, plan: DemoPlan, log, stages: Stages) -> dict:
+def _run_world(out: Path, plan: DemoPlan, split_seed: int | None, log, stages: Stages) -> dict:
+    """One world: corpus split, five trainings, five evaluations -> today's results shape."""
     from a2d_guard.models import load_model
     from a2d_guard.models.adapter import attach_adapter
 
-    check_replaceable(out, "write the demo into", command="demo",
-                      fix="move those files elsewhere, or pick a new or empty folder for --out")
-    claim(out, "demo", WRITTEN)  # creates the folder
-    write_training_data(out)
-    corpus = build_corpus()
+    first_stage = len(stages.records)
+    corpus = build_corpus(split_seed)
+    write_training_data(out, corpus)
     configs = plan.configs(out)
     paths: dict[str, Path] = {}
     for name in MODELS:
@@ -190,10 +221,9 @@ def _run_demo(out: Path, plan: DemoPlan, log, stages: Stages) -> dict:
             models[name] = evaluator.run()
             models[name]["guard"] = evaluate_guard(plan.guard(model, tokenizer, spec), corpus, plan.eval.max_prompts)
         log(f"{name}: evaluated ({stages.records[-1].seconds} s)")
-    result = {"models": models, "guard_model": pick_guard_model(models), "settings": _settings(plan),
-              **stages.summary()}
-    (out / "results.json").write_text(json.dumps(result, indent=2) + "\n")
-    return result
+    records = stages.summary()["stages"][first_stage:]
+    return {"seed": plan.seed, "split_seed": split_seed, "models": models, "guard_model": pick_guard_model(models),
+            "settings": _settings(plan), "stages": records, "total_s": round(sum(r["seconds"] for r in records), 1)}
 
 
 def _settings(plan: DemoPlan) -> dict:
@@ -202,33 +232,49 @@ def _settings(plan: DemoPlan) -> dict:
             "eos_threshold": e.eos_threshold, "attacks": list(ATTACKS), "orders": list(ORDERS),
             "base_steps": plan.base_steps, "adapter_steps": plan.adapter_steps, "max_length": plan.max_length,
             "content_steps": plan.adapter_steps * plan.content_steps_factor,
-            "guard_probe_length": plan.guard_probe_length()}
+            "guard_probe_length": plan.guard_probe_length(), "seed": plan.seed}
 
 
 def render_table(result: dict) -> str:
-    """A readable plain-text table of the results object."""
-    names = list(result["models"])
-    width = max(len(n) for n in names) + 2
-    lines = []
+    """A readable plain-text table of the results object.
+
+    One world: its figures. A sweep: each cell is the median over the worlds with the range,
+    ``median [min, max]``; the guard table shows the medians.
+    """
+    sweep = len(result["seeds"]) > 1
+    models = result["summary"]["models"] if sweep else result["seeds"][0]["models"]
+    names = list(models)
+    width, col = max(len(n) for n in names) + 2, (24 if sweep else 16)
+    lines = [f"medians over {len(result['seeds'])} seeds {result['summary']['seeds']}, [min, max] in points", ""] \
+        if sweep else []
     for key, title in (("attack_success", "attack success, EOS monitor off (what the model writes)"),
                        ("attack_success_monitored", "attack success, EOS monitor on at tau 0.9 (as served)")):
         lines.append(f"{title}:")
-        lines.append(f"{'model':<{width}}{'attack':>10}" + "".join(f"{o:>16}" for o in ORDERS))
+        lines.append(f"{'model':<{width}}{'attack':>10}" + "".join(f"{o:>{col}}" for o in ORDERS))
         for name in names:
-            table = result["models"][name][key]
+            table = models[name][key]
             for attack in ATTACKS:
-                lines.append(f"{name:<{width}}{attack:>10}" + "".join(f"{table[attack][o]:>16.1%}" for o in ORDERS))
+                lines.append(f"{name:<{width}}{attack:>10}" + "".join(f"{seeds.pct(table[attack][o]):>{col}}"
+                                                                      for o in ORDERS))
         lines.append("")
-    lines.append(f"{'model':<{width}}{'over-refusal':>14}{'benign acc':>12}{'speedup@0.9':>13}{'speedup@0.8':>13}"
-                 f"{'infill refusal':>16}")
+    lines.append(f"{'model':<{width}}{'over-refusal':>{col}}{'benign acc':>{col}}{'speedup@0.9':>{col}}"
+                 f"{'speedup@0.8':>{col}}{'infill refusal':>{col}}")
     for name in names:
-        m = result["models"][name]
+        m = models[name]
         infill = m.get("details", {}).get("benign_infill", {}).get("over_refusal", float("nan"))
-        lines.append(f"{name:<{width}}{m['over_refusal']:>14.1%}{m['benign_accuracy']:>12.1%}"
-                     f"{m['speedup']['0.9']:>12.1f}x{m['speedup']['0.8']:>12.1f}x{infill:>16.1%}")
-    guards = {name: m["guard"] for name, m in result["models"].items() if "guard" in m}
+        lines.append(f"{name:<{width}}{seeds.pct(m['over_refusal']):>{col}}{seeds.pct(m['benign_accuracy']):>{col}}"
+                     f"{seeds.times(m['speedup']['0.9']):>{col}}{seeds.times(m['speedup']['0.8']):>{col}}"
+                     f"{seeds.pct(infill):>{col}}")
+    guards = {name: seeds.medians(m["guard"]) for name, m in models.items() if "guard" in m}
     if guards:
-        lines += ["", render_guard_table(guards)]
-    if "guard_model" in result:
-        lines += ["", f"guard model: {result['guard_model']['name']} ({result['guard_model']['why']})"]
+        lines += ["", ("medians: " if sweep else "") + render_guard_table(guards)]
+    if sweep:
+        picks = ", ".join(f"{n} in {k} of {len(result['seeds'])}" for n, k in result["summary"]["guard_model"].items())
+        lines += ["", f"guard model: {picks}"]
+    else:
+        pick = result["seeds"][0]["guard_model"]
+        lines += ["", f"guard model: {pick['name']} ({pick['why']})"]
+    if "criteria" in result["summary"]:
+        held = ", ".join(f"{c} {v['held']}/{v['of']}" for c, v in result["summary"]["criteria"].items())
+        lines += ["", f"the paper's pattern (demo/criteria.py), worlds where each holds: {held}"]
     return "\n".join(lines)

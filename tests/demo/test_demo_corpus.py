@@ -43,3 +43,16 @@ def test_dija_scaffold_masks_exactly_the_harmful_words():
     filled = item.answer.split()
     assert [w for w, m in zip(filled, item.masked_answer.split(), strict=True) if m == MASK] == [
         w for w in filled if w in c.harm_vocab]
+
+
+def test_a_split_seed_re_splits_the_phrasings_with_the_same_counts():
+    yaml_split, a, b = build_corpus(), build_corpus(7), build_corpus(7)
+    assert a == b  # deterministic from the seed
+    firsts = {build_corpus(s).select("heldout")[0].question for s in range(8)}
+    assert firsts != {yaml_split.select("heldout")[0].question}
+    for corpus in (a, build_corpus(8)):
+        train_q = {it.question for it in corpus.select("train")}
+        assert all(it.question not in train_q for it in corpus.select("heldout"))
+        for split in ("train", "heldout"):
+            for kind in ("benign", "lookalike", "harmful"):
+                assert len(corpus.select(split, kind)) == len(yaml_split.select(split, kind))
