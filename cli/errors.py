@@ -10,8 +10,12 @@ from typing import Any
 
 import typer
 
-# What counts as a user mistake: our own error type and the OS saying a path is wrong.
-USER_ERRORS: tuple[type[BaseException], ...] = (ValueError, FileNotFoundError, PermissionError, IsADirectoryError)
+from a2d_guard.errors import A2DGuardError
+
+# What counts as a user mistake: our own error type (raised where input is checked, with the
+# fix named) and the OS saying a path is wrong. Not every ValueError: one from a bug here or in
+# a dependency must keep its traceback, or nobody can find it.
+USER_ERRORS: tuple[type[BaseException], ...] = (A2DGuardError, OSError)
 
 
 def fail(message: str) -> None:

@@ -91,3 +91,19 @@ def user_project():
 def snapshot():
     """``snapshot(folder)`` -> {relative path: bytes or None}."""
     return _snapshot
+
+
+@pytest.fixture(autouse=True)
+def _restore_pinned_numerics_env():
+    """``a2d-guard demo`` pins the floating-point path through the process environment
+    (``demo/numerics.py``); a demo test must not leave it set for the tests after it, or a
+    subprocess they start (torchrun) runs other kernels than this process."""
+    from a2d_guard.demo.numerics import PINNED
+
+    saved = {name: os.environ.get(name) for name in PINNED}
+    yield
+    for name, value in saved.items():
+        if value is None:
+            os.environ.pop(name, None)
+        else:
+            os.environ[name] = value
