@@ -112,6 +112,11 @@ class EngineLoop:
         return self._thread.is_alive() and self.error is None
 
     @property
+    def has_started(self) -> bool:
+        """``start()`` was called (a loop not started yet is not a dead one)."""
+        return self._thread.ident is not None
+
+    @property
     def num_pending(self) -> int:
         """Requests submitted and not finished yet (running, waiting, or still in the inbox)."""
         return self._pending

@@ -61,6 +61,8 @@ def deployment_options(config: ServerConfig, scale: ScaleConfig, cuda: bool) -> 
     actor = {"num_gpus": 1} if cuda else {"num_cpus": scale.replica_cpus}
     options = {"name": "engine", "ray_actor_options": actor,
                "max_ongoing_requests": config.batch + config.max_waiting,
+               # the router's queue when every replica is full; beyond it: 429 (server/ray_proxy.py)
+               "max_queued_requests": max(1, config.batch),
                "health_check_period_s": 2.0, "health_check_timeout_s": 30.0,
                "graceful_shutdown_timeout_s": config.shutdown_timeout}
     if scale.replicas is not None:
@@ -93,8 +95,8 @@ class EngineReplica:
     async def check_health(self) -> None:
         """Ray calls this every few seconds; raising makes it replace the replica."""
         loop = self.server_app.state.server.loop
-        if loop.error is not None:
-            raise RuntimeError(f"the engine loop stopped: {loop.error}")
+        if loop.error is not None or loop.has_started and not loop.is_alive:
+            raise RuntimeError(f"the engine loop stopped: {loop.error or 'its thread exited'}")
 
 
 def _replica_id() -> str | None:
@@ -125,6 +127,9 @@ def serve_on_ray(config: ServerConfig, scale: ScaleConfig, on_ready=None) -> Non
     import torch
     from ray import serve
 
+    from a2d_guard.server import ray_proxy
+
+    ray_proxy.install()  # OpenAI bodies for the proxy's own answers (429 when all are full, a dead replica)
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())
