@@ -8,7 +8,10 @@ One run, one model, the same requests for every system (``bench/engine.py``'s wo
 * ``offline``: ``LLM.generate`` in this process, ``--batch`` running slots;
 * ``server``: ``a2d-guard serve --batch B`` in its own process on 127.0.0.1, driven by C
   asyncio clients over HTTP (``/v1/completions`` with token-id prompts, ``stream=true``);
-* ``server_batch1``: the same server at ``--batch 1`` (fewer requests: it is slow).
+* ``server_batch1``: the same server at ``--batch 1`` (fewer requests: it is slow);
+* with ``--replicas 1,2``: ``a2d-guard serve --replicas N`` on a local Ray cluster, each
+  replica with one CPU (``--replica-cpus 1``) and one torch thread, behind Ray Serve's
+  proxy; the ratio of N replicas to the first count is reported from the same run.
 
 Reported per system: req/s, completion tokens/s, p50/p95/p99 end-to-end latency, p50/p95
 time to the first visible token (streamed), lost requests (no final chunk, an error, a
@@ -18,6 +21,7 @@ and against ``--batch 1`` come from the same run. Usage::
 
     python bench/serve.py --json                                  # tiny on CPU, both workloads
     python bench/serve.py --workloads uniform --requests 10000 --batch1-requests 0 --json  # soak
+    python bench/serve.py --replicas 1,2 --workloads uniform --batch1-requests 0 --json    # Ray Serve scale-out
 """
 
 from __future__ import annotations
@@ -125,14 +129,26 @@ async def drive(url: str, bodies: list[dict], concurrency: int) -> tuple[list[di
     return results, wall
 
 
-def start_server(args, batch: int) -> tuple[subprocess.Popen, str]:
-    cmd = [sys.executable, "-m", "a2d_guard.cli.main", "serve", "--model", args.model, "--port", "0",
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def start_server(args, batch: int, replicas: int | None = None) -> tuple[subprocess.Popen, str]:
+    """``a2d-guard serve`` in its own process; ``replicas``: on Ray Serve (Ray's proxy needs a real port)."""
+    port = free_port() if replicas else 0
+    cmd = [sys.executable, "-m", "a2d_guard.cli.main", "serve", "--model", args.model, "--port", str(port),
            "--batch", str(batch), "--served-model-name", "bench", "--max-waiting", str(args.requests + 64),
            "--gen-length", str(args.gen), "--steps", str(args.steps), "--block-length", str(args.block)]
+    if replicas:
+        cmd += ["--replicas", str(replicas), "--replica-cpus", "1"]
     env = {**os.environ, "OMP_NUM_THREADS": str(args.server_threads)}
     proc = subprocess.Popen(cmd, stderr=subprocess.PIPE, text=True, env=env)
     for line in proc.stderr:
-        m = re.search(r"http://\S+:\d+", line)
+        m = re.search(r"http://\S+:\d+", line) if "a2d-guard serving" in line else None
         if m:  # keep reading its stderr, or a full pipe would block the server
             threading.Thread(target=proc.stderr.read, daemon=True).start()
             return proc, m.group(0)
@@ -182,9 +198,9 @@ def run_offline(args, reqs) -> tuple[dict, list[str]]:
             "tokens_per_s": round(tokens / wall, 1), "lost": 0, "duplicated": 0}, texts
 
 
-def run_server(args, reqs, batch: int, n: int, reference) -> dict:
+def run_server(args, reqs, batch: int, n: int, reference, replicas: int | None = None) -> dict:
     bodies = [body_of(ids, p, i, stream=not args.no_stream) for i, (ids, p) in enumerate(reqs[:n])]
-    proc, url = start_server(args, batch)
+    proc, url = start_server(args, batch, replicas)
     try:
         asyncio.run(drive(url, bodies[: min(len(bodies), args.concurrency)], args.concurrency))  # warm-up
         results, wall = asyncio.run(drive(url, bodies, args.concurrency))
@@ -194,6 +210,18 @@ def run_server(args, reqs, batch: int, n: int, reference) -> dict:
     out["client_cpu_s"] = round(drive.client_cpu_s, 2)
     out["exit_code"] = code
     return out
+
+
+def add_replicas(args, reqs, texts, res: dict) -> None:
+    """``res["replicas"][N]`` for each count, and each count's req/s and p99 against the first's."""
+    counts = [int(c) for c in args.replicas.split(",")]
+    res["replicas"] = {str(c): run_server(args, reqs, args.batch, len(reqs), texts, replicas=c) for c in counts}
+    base = res["replicas"][str(counts[0])]
+    res["replicas_vs_first"] = {str(c): {"req_per_s": round(r["req_per_s"] / base["req_per_s"], 3),
+                                         "p99_latency": round(r["latency_s"]["p99"] / base["latency_s"]["p99"], 3)}
+                                for c, r in res["replicas"].items()}
+    res["replicas_vs_server_req_per_s"] = {c: round(r["req_per_s"] / res["server"]["req_per_s"], 3)
+                                           for c, r in res["replicas"].items()}
 
 
 def main() -> None:
@@ -213,6 +241,7 @@ def main() -> None:
                     help="torch threads of the server's engine; on a small CPU the load generator and the HTTP "
                          "thread need a core, and busy-waiting intra-op threads would fight them for it")
     ap.add_argument("--no-stream", action="store_true", help="plain requests (no TTFT; less client work)")
+    ap.add_argument("--replicas", default=None, help="also serve on Ray Serve with these replica counts, e.g. 1,2")
     ap.add_argument("--json", action="store_true")
     ap.add_argument("--out", default=None, help="results file (default bench/results/serve_<model>_<device>.json)")
     args = ap.parse_args()
@@ -225,7 +254,8 @@ def main() -> None:
                        "torch_threads_offline": args.threads, "torch_threads_server": args.server_threads,
                        "torch": torch.__version__},
               "settings": {k: getattr(args, k) for k in ("requests", "batch1_requests", "concurrency", "batch",
-                                                         "prompt_len", "gen", "steps", "block", "no_stream")},
+                                                         "prompt_len", "gen", "steps", "block", "no_stream",
+                                                         "replicas")},
               "workloads": {}}
     for name in args.workloads.split(","):
         reqs = make_workload(name, spec, args.requests, args.prompt_len, args.gen, args.block, args.steps)
@@ -237,10 +267,13 @@ def main() -> None:
         if "server_batch1" in res:
             res["server_vs_batch1_req_per_s"] = round(res["server"]["req_per_s"] / res["server_batch1"]["req_per_s"],
                                                       2)
+        if args.replicas:
+            add_replicas(args, reqs, texts, res)
         report["workloads"][name] = res
         if not args.json:
             print(name, json.dumps(res, indent=1))
-    out = Path(args.out or Path(__file__).parent / "results" / f"serve_{args.model}_{report['device']}.json")
+    kind = "serve_replicas" if args.replicas else "serve"
+    out = Path(args.out or Path(__file__).parent / "results" / f"{kind}_{args.model}_{report['device']}.json")
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_suffix(".json.tmp")
     tmp.write_text(json.dumps(report, indent=2) + "\n")
