@@ -22,7 +22,7 @@ def demo(
                                                     "(models found there are reused).")] = Path("a2d-demo"),
     num_seeds: Annotated[int, typer.Option("--seeds", help="Independent worlds to train and evaluate (seeds 42, "
                                                            "43, ...); figures become median [min, max]. "
-                                                           "Each takes about 5 minutes on 2 cores.")] = 1,
+                                                           "Each takes 5-13 minutes on 2 cores.")] = 1,
     as_json: JsonOpt = False,
 ) -> None:
     """Reproduce, small-scale, that response-level alignment fails under DIJA while A2D holds.

@@ -51,7 +51,9 @@ def proxy_middlewares() -> list:
 
 
 def _error(message: str, type: str, code: str | None) -> bytes:
-    return json.dumps({"error": {"message": message, "type": type, "param": None, "code": code}}).encode()
+    from a2d_guard.server.protocol import error_body
+
+    return json.dumps(error_body(message, type, None, code)).encode()
 
 
 def rewrite(status: int, text: str) -> tuple[int, bytes]:
