@@ -105,7 +105,7 @@ def _wait_for_replicas(url: str, count: int, not_these: set, timeout: float = 12
 
 
 def test_a_replica_killed_under_load_costs_only_its_own_requests(replicas):
-    from openai import APIError, OpenAI
+    from openai import APIError, OpenAI, RateLimitError
 
     url = replicas
     prompts = [f"story number {i}" for i in range(12)]  # > one replica's 8 (batch 4 + 4 waiting): both hold some
@@ -113,10 +113,20 @@ def test_a_replica_killed_under_load_costs_only_its_own_requests(replicas):
     started = threading.Semaphore(0)
     client = OpenAI(base_url=url + "/v1", api_key="x", max_retries=0, timeout=120)
 
+    def open_stream(i: int):
+        """Ray's router may answer 429 before every place is free (a replica still admitting the
+        last test's leftovers); a client retries that, as the ``Retry-After`` asks. Before the kill only."""
+        for _ in range(60):
+            try:
+                return client.chat.completions.create(model="tiny", messages=[{"role": "user", "content": prompts[i]}],
+                                                      seed=i, stream=True, **LONG)
+            except RateLimitError:
+                time.sleep(0.5)
+        raise AssertionError(f"request {i} was refused with 429 for 30 s")
+
     def one(i: int) -> tuple[str, object]:
         try:
-            stream = client.chat.completions.create(model="tiny", messages=[{"role": "user", "content": prompts[i]}],
-                                                    seed=i, stream=True, **LONG)
+            stream = open_stream(i)
             text, finals = [], []
             for chunk in stream:
                 if not text and not finals:
