@@ -394,8 +394,7 @@ def run_server(system: str, python: Path, ckpt: Path, data: dict, args, work: Pa
     """One server, started once, measured under each concurrency; texts kept for agreement."""
     port = free_port()
     cmd, env, base = server_command(system, python, ckpt, port, args)
-    health = base + ("/health" if system == "dlmserve" else "/health")
-    proc = start(cmd, env, health, args.server_timeout, work / f"{system}-server.log")
+    proc = start(cmd, env, base + "/health", args.server_timeout, work / f"{system}-server.log")  # both serve /health
     out = {}
     try:
         bodies = server_bodies(system, data, args)
