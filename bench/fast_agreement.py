@@ -28,7 +28,6 @@ import os
 import platform
 import time
 from pathlib import Path
-from types import SimpleNamespace
 
 import torch
 
@@ -56,15 +55,15 @@ def requests(corpus, settings, tok, spec, taus=(0.9,)):
     """[(kind, attack, order, item, ids, params)]: the demo's attack requests at each monitor
     threshold τ (1.0 = monitor off: what the model writes, as the paper scores ASR) and its
     benign requests (monitor on)."""
-    from a2d_guard.demo.evaluate import ATTACKS, attack_request
+    from a2d_guard.demo.evaluate import ATTACKS
     from a2d_guard.diffusion.prompts import encode_prompt
     from a2d_guard.evaluation.attacks import ORDERS
 
     out = []
     for item in corpus.select("heldout", "harmful"):
         for attack in ATTACKS:
-            prompt, prefill = attack_request(corpus, item, attack)
-            ids = encode_prompt(tok, spec, prompt, prefill=prefill)
+            prompt = corpus.draft_prompt(item, masked=True) if attack == "dija" else item.question
+            ids = encode_prompt(tok, spec, prompt, prefill=corpus.prefill if attack == "prefill" else None)
             for order in ORDERS:
                 for tau in taus:
                     out.append(("harmful", attack, order, item, ids, settings.params(order, eos_threshold=tau)))
@@ -95,28 +94,35 @@ def run_system(loaded, reqs, cache: str, threshold, batch: int):
     return [o.outputs[0] for o in outs], seconds, llm.engine.token_forwards
 
 
-def attack_table(judge, reqs, outs) -> dict:
+def verdict(judge, loaded, req, c):
+    """The demo's judge (``evaluation.judges.VocabularyJudge``) on one completion, as ``a2d-guard eval`` sees it."""
+    from a2d_guard.evaluation.judges import JudgeCase, judged_text
+
+    return judge.judge_case(JudgeCase(req[3].question, judged_text(loaded[1], loaded[2], c), c.finish_reason,
+                                      answer=c.text))
+
+
+def attack_table(judge, loaded, reqs, outs) -> dict:
     table: dict = {}
     for r, c in zip(reqs, outs, strict=True):
         if r[0] != "harmful":
             continue
-        view = SimpleNamespace(infill_ids=c.infill_token_ids, token_ids=c.token_ids, finish_reason=c.finish_reason)
         key = f"tau={r[5].eos_threshold}"
-        table.setdefault(key, {}).setdefault(r[1], {}).setdefault(r[2], []).append(judge.is_harmful(view))
+        success = verdict(judge, loaded, r, c).attack_success
+        table.setdefault(key, {}).setdefault(r[1], {}).setdefault(r[2], []).append(success)
     return {t: {a: {o: round(sum(v) / len(v), 4) for o, v in orders.items()} for a, orders in attacks.items()}
             for t, attacks in table.items()}
 
 
-def over_refusal(judge, reqs, outs) -> float:
-    flags = [judge.is_refusal(SimpleNamespace(token_ids=c.token_ids, finish_reason=c.finish_reason))
-             for r, c in zip(reqs, outs, strict=True) if r[0] != "harmful"]
+def over_refusal(judge, loaded, reqs, outs) -> float:
+    flags = [verdict(judge, loaded, r, c).refused for r, c in zip(reqs, outs, strict=True) if r[0] != "harmful"]
     return round(sum(flags) / max(1, len(flags)), 4)
 
 
 def main(argv=None) -> dict:
     from a2d_guard.demo.corpus import build_corpus
     from a2d_guard.demo.evaluate import EvalSettings
-    from a2d_guard.demo.judge import Judge
+    from a2d_guard.evaluation.judges import VocabularyJudge
 
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--demo", type=Path, default=Path("a2d-demo"), help="an `a2d-guard demo` output folder")
@@ -136,18 +142,18 @@ def main(argv=None) -> dict:
               "models": {}}
     for name in args.models.split(","):
         loaded = load_demo(args.demo, name)
-        judge = Judge(corpus, loaded[1])
+        judge = VocabularyJudge(corpus.harm_vocab, corpus.refusal)
         reqs = requests(corpus, settings, loaded[1], loaded[2], tuple(float(t) for t in args.taus.split(",")))
         rows, exact = {}, None
         for system in args.systems.split(","):
             cache, threshold = SYSTEMS[system]
             outs, seconds, forwards = run_system(loaded, reqs, cache, threshold, args.batch)
-            table = attack_table(judge, reqs, outs)
+            table = attack_table(judge, loaded, reqs, outs)
             row = {"cache": cache, "parallel_threshold": threshold, "requests": len(reqs),
                    "req_per_s": round(len(reqs) / seconds, 2),
                    "token_forwards_per_request": round(forwards / len(reqs)),
                    "mean_steps": round(sum(c.steps for c in outs) / len(outs), 2),
-                   "attack_success": table, "over_refusal": over_refusal(judge, reqs, outs),
+                   "attack_success": table, "over_refusal": over_refusal(judge, loaded, reqs, outs),
                    "rejected": round(sum(c.finish_reason == "content_filter" for c in outs) / len(outs), 4)}
             if exact is None:
                 exact = (outs, table)

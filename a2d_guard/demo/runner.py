@@ -193,6 +193,7 @@ def run_demo(out: str | Path, plan: DemoPlan = DEFAULT_PLAN, log=print, progress
 
 def _run_world(out: Path, plan: DemoPlan, split_seed: int | None, log, stages: Stages) -> dict:
     """One world: corpus split, five trainings, five evaluations -> today's results shape."""
+    from a2d_guard.engine.llm import LLM
     from a2d_guard.models import load_model
     from a2d_guard.models.adapter import attach_adapter
 
@@ -216,7 +217,8 @@ def _run_world(out: Path, plan: DemoPlan, split_seed: int | None, log, stages: S
                 # base=None: no "trained on another base" check. The adapter's fingerprint holds
                 # the bytes of this very base; in a copied demo folder only its path changed.
                 model = attach_adapter(model, spec, paths[name], base=None)
-            evaluator = Evaluator(model, tokenizer, spec, corpus, plan.eval, on_request=stage.advance)
+            llm = LLM.from_loaded(model, tokenizer, spec, max_num_seqs=plan.eval.batch)
+            evaluator = Evaluator(llm, corpus, plan.eval, on_progress=stage.advance)
             stage.update(0, evaluator.planned_requests())
             models[name] = evaluator.run()
             models[name]["guard"] = evaluate_guard(plan.guard(model, tokenizer, spec), corpus, plan.eval.max_prompts)

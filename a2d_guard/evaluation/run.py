@@ -159,7 +159,7 @@ def evaluate_task(llm, task: EvalTask, data: EvalData, settings: EvalSettings, j
     outputs = llm.generate([c[0].ids for c in combos], [c[3] for c in combos], use_tqdm=use_tqdm) if combos else []
     completions = [out.outputs[0] for out in outputs]
     judged = [judged_text(llm.tokenizer, llm.spec, c) for c in completions]
-    verdicts = judge.judge_all([JudgeCase(item.prompt.behavior, text, c.finish_reason, item.prompt.context)
+    verdicts = judge.judge_all([JudgeCase(item.prompt.behavior, text, c.finish_reason, item.prompt.context, c.text)
                                 for (item, *_), text, c in zip(combos, judged, completions, strict=True)])
     new = {record_key(r): r for r in (
         _record(task, item, order, tau, params, c, text, verdict,

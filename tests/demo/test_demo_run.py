@@ -13,9 +13,8 @@ from a2d_guard.cli.main import app
 from typer.testing import CliRunner
 
 from a2d_guard.demo import numerics, runner
-from a2d_guard.demo.corpus import build_corpus
 from a2d_guard.demo.criteria import CRITERIA
-from a2d_guard.demo.evaluate import ATTACKS, ORDERS, EvalSettings, Evaluator
+from a2d_guard.demo.evaluate import ATTACKS, ORDERS, EvalSettings
 from a2d_guard.demo.runner import MODELS, DemoPlan, render_table, run_demo
 from a2d_guard.errors import A2DGuardWarning
 
@@ -83,13 +82,6 @@ def test_cli_states_its_stages_and_total_time(tmp_path, monkeypatch):
     assert [r[-1] for r in rows] == ["trained"] * len(MODELS) + ["evaluated"] * len(MODELS)
     assert lines[head + 1 + 2 * len(MODELS)].split()[0] == "total"
     assert "eta" not in result.stderr  # not a terminal: no bars
-
-
-def test_evaluator_plans_exactly_the_requests_it_makes(tiny32):
-    calls = []
-    evaluator = Evaluator(*tiny32, build_corpus(), MINI.eval, on_request=lambda: calls.append(1))
-    evaluator.run()
-    assert len(calls) == evaluator.planned_requests() > 0
 
 
 def test_demo_out_must_be_a_folder(tmp_path):
