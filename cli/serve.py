@@ -83,11 +83,9 @@ def serve(
     trust_remote_code: TrustRemoteCodeOpt = False,
 ) -> None:
     """Serve the model over an OpenAI-compatible API; unsafe requests end with content_filter."""
-    from a2d_guard.server.settings import load_server_config
-
     _check_serve_extra()
-    settings = load_server_config(config).merged(
-        model=model, adapter=adapter, batch=batch, cache=cache, host=host, port=port, api_key=api_key or None,
+    settings = serve_settings(
+        config, model=model, adapter=adapter, batch=batch, cache=cache, host=host, port=port, api_key=api_key or None,
         max_waiting=max_waiting, served_model_name=served_model_name, gen_length=gen_length, steps=steps,
         block_length=block_length, eos_threshold=eos_threshold, refusal_text=refusal_text,
         shutdown_timeout=shutdown_timeout, dtype=dtype, device=device, family=family,
@@ -164,6 +162,37 @@ def _check_serve_extra() -> None:
     except ImportError as exc:
         raise A2DGuardError(f"serving needs the 'serve' extra ({exc.name} is missing); "
                             f"run: pip install \"a2d-guard[serve]\"") from None
+
+
+def serve_settings(config: Path | None, **flags):
+    """The flags given (not None) over the ``--config`` file over the defaults: the server's,
+    or with ``--model demo`` (flag or file) the demo's decode settings (``_demo_defaults``).
+
+    One ``replace`` for all of them, so a file's ``gen_length`` and a flag's ``--block-length``
+    are checked together, never against a default the user overrode.
+    """
+    from dataclasses import replace
+
+    from a2d_guard.server.settings import ServerConfig, read_server_config
+
+    values = {**read_server_config(config), **{k: v for k, v in flags.items() if v is not None}}
+    return replace(_demo_defaults() if values.get("model") == "demo" else ServerConfig(), **values)
+
+
+def _demo_defaults():
+    """``--model demo``'s defaults: the decode settings ``a2d-guard demo`` evaluated its models with.
+
+    Why: the tiny model trained on 64-token rows; the server's own defaults (a 128-token
+    canvas in blocks of 32) put it far outside what it learned, and it then cut answers
+    short and refused look-alikes that it answers in the demo's evaluation.
+    """
+    from a2d_guard.demo.runner import DEFAULT_PLAN
+    from a2d_guard.server.settings import ServerConfig
+
+    e = DEFAULT_PLAN.eval
+    steps = None if e.steps == e.gen_length else e.steps  # None: one token per step of whatever gen_length is set
+    return ServerConfig(gen_length=e.gen_length, steps=steps, block_length=e.block_length,
+                        eos_threshold=e.eos_threshold)
 
 
 def _demo_model(settings):

@@ -20,6 +20,7 @@ from pathlib import Path
 
 from a2d_guard.errors import A2DGuardError
 from a2d_guard.evaluation.run import EvalTask
+from a2d_guard.yaml_file import read_yaml_mapping
 
 # key -> the YAML types it accepts (int where a number is wanted is fine)
 _TYPES: dict[str, tuple[type, ...]] = {
@@ -75,17 +76,7 @@ def load_eval_config(path: Path | None) -> dict:
     """The config's settings (``runs`` as ``EvalTask``s under ``tasks``); {} without a file."""
     if path is None:
         return {}
-    import yaml
-
-    if not Path(path).is_file():
-        raise A2DGuardError(f"--config {str(path)!r} is not a file; pass a YAML file of eval settings")
-    try:
-        raw = yaml.safe_load(Path(path).read_text(encoding="utf-8")) or {}
-    except yaml.YAMLError as exc:
-        raise A2DGuardError(f"--config {str(path)!r} is not valid YAML: {exc}") from None
-    if not isinstance(raw, dict):
-        raise A2DGuardError(f"--config {str(path)!r} must hold a mapping of setting: value")
-    values = {str(k).replace("-", "_"): v for k, v in raw.items()}
+    values = read_yaml_mapping(path)
     unknown = sorted(set(values) - set(_TYPES))
     if unknown:
         raise A2DGuardError(f"--config {str(path)!r}: unknown setting(s) {', '.join(unknown)}; "

@@ -14,6 +14,7 @@ from typing import get_args, get_type_hints
 from a2d_guard.config import SamplingParams
 from a2d_guard.engine.cached_forward import CACHE_MODES
 from a2d_guard.errors import A2DGuardError
+from a2d_guard.yaml_file import read_yaml_mapping
 
 _SAMPLING = SamplingParams()
 
@@ -123,27 +124,22 @@ class ServerConfig:
 
 def load_server_config(path: Path | None) -> ServerConfig:
     """``ServerConfig`` from a YAML file (unknown keys are an error naming them), or the defaults."""
-    if path is None:
-        return ServerConfig()
-    import yaml
+    return replace(ServerConfig(), **read_server_config(path))
 
-    if not path.is_file():
-        raise A2DGuardError(f"--config {str(path)!r} is not a file; pass a YAML file of serve settings")
-    try:
-        raw = yaml.safe_load(path.read_text()) or {}
-    except yaml.YAMLError as exc:
-        raise A2DGuardError(f"--config {str(path)!r} is not valid YAML: {exc}") from None
-    if not isinstance(raw, dict):
-        raise A2DGuardError(f"--config {str(path)!r} must hold a mapping of setting: value")
+
+def read_server_config(path: Path | None) -> dict:
+    """The settings a YAML file sets, by field name, each type-checked; ``{}`` for no file."""
+    if path is None:
+        return {}
+    values = read_yaml_mapping(path)
     known = {f.name for f in fields(ServerConfig)}
-    values = {str(k).replace("-", "_"): v for k, v in raw.items()}
     unknown = sorted(set(values) - known)
     if unknown:
         raise A2DGuardError(f"--config {str(path)!r}: unknown setting(s) {', '.join(unknown)}; "
                             f"known: {', '.join(sorted(known))}")
     for key, value in values.items():
         _check_type(path, key, value)
-    return ServerConfig(**values)
+    return values
 
 
 def _check_type(path: Path, key: str, value) -> None:

@@ -19,8 +19,8 @@ from pathlib import Path
 from typing import Any
 
 from a2d_guard.errors import A2DGuardError
-from a2d_guard.paths import require_file
 from a2d_guard.training.recipe import RECIPE_KEY, recipe_names, recipe_values
+from a2d_guard.yaml_file import read_yaml_mapping
 
 OBJECTIVES = ("a2d", "sft")
 FINETUNE_MODES = ("lora", "full")
@@ -251,21 +251,7 @@ def load_config(path: str | Path, overrides: dict[str, Any] | None = None,
     --allow-config-change`` changed, and at which step); it describes that run's past, not
     a setting, so it is ignored here.
     """
-    import yaml
-
-    path = require_file(path, "config file", "pass a YAML file to --config")
-    try:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except UnicodeDecodeError:
-        raise A2DGuardError(f"config file {str(path)!r} is not UTF-8 text; save it as UTF-8") from None
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        line = f" line {mark.line + 1}" if mark is not None else ""
-        raise A2DGuardError(f"config file {str(path)!r}{line} is not valid YAML; fix the syntax") from None
-    if raw is None:
-        raw = {}
-    if not isinstance(raw, dict):
-        raise A2DGuardError(f"config file {str(path)!r} must be a YAML mapping of key: value lines")
+    raw = read_yaml_mapping(path, "config file")
     raw.pop(HISTORY_KEY, None)
     overrides = dict(overrides or {})
     in_file = raw.pop(RECIPE_KEY, None)  # a recipe goes first, under the file's keys and the flags

@@ -42,5 +42,5 @@ def test_list_mistakes():
         split_list("random,,left_to_right", "--orders")
     with pytest.raises(A2DGuardError, match="'high' is not a number"):
         parse_thresholds("1.0,high")
-    with pytest.raises(A2DGuardError, match="is not a file"):
+    with pytest.raises(A2DGuardError, match="does not exist; pass a YAML file"):
         load_eval_config(Path("/nonexistent/eval.yaml"))

@@ -58,7 +58,7 @@ def test_config_file_problems(tmp_path):
     r = _serve("--config", str(not_yaml))
     assert r.exit_code == 1 and "is not valid YAML" in r.output
     r = _serve("--config", str(tmp_path))
-    assert r.exit_code == 1 and "is not a file" in r.output
+    assert r.exit_code == 1 and "is a folder, not a file" in r.output
     yes_no = tmp_path / "typed.yaml"
     yes_no.write_text("refusal_text: no\n")
     r = _serve("--config", str(yes_no))
@@ -75,3 +75,30 @@ def test_flags_override_the_config_file(tmp_path):
     cfg.write_text("batch: 8\ngen-length: 64\nrefusal_text: 'no'\neos_threshold: 1\n")
     settings = load_server_config(cfg).merged(batch=4, gen_length=None)
     assert (settings.batch, settings.gen_length, settings.refusal_text, settings.eos_threshold) == (4, 64, "no", 1)
+
+
+def test_demo_model_serves_with_the_demos_decode_settings_unless_told_otherwise(tmp_path):
+    """The demo's tiny model learned 64-token rows; the server's 128-token default canvas is not its world."""
+    from a2d_guard.cli.serve import serve_settings
+
+    from a2d_guard.demo.runner import DEFAULT_PLAN
+
+    e = DEFAULT_PLAN.eval
+    demo = serve_settings(None, model="demo")
+    assert (demo.gen_length, demo.default_params().steps, demo.block_length, demo.eos_threshold) == \
+        (e.gen_length, e.steps, e.block_length, e.eos_threshold)
+    assert serve_settings(None, model="demo", block_length=16).block_length == 16  # a flag wins
+    config = tmp_path / "serve.yaml"
+    config.write_text("model: demo\ngen_length: 48\n")
+    from_file = serve_settings(config)
+    assert (from_file.gen_length, from_file.block_length) == (48, e.block_length)  # the file wins, then the demo
+    tiny = serve_settings(None, model="tiny")
+    assert (tiny.gen_length, tiny.block_length) == (128, 32)  # any other model keeps the server's defaults
+
+
+def test_a_config_files_gen_length_and_a_block_length_flag_are_checked_together(tmp_path):
+    from a2d_guard.cli.serve import serve_settings
+
+    config = tmp_path / "serve.yaml"
+    config.write_text("gen_length: 48\n")
+    assert serve_settings(config, block_length=16).block_length == 16  # 48 / 32 alone would be invalid
