@@ -177,8 +177,11 @@ def _hub_records(source: str):
     try:
         ds = datasets.load_dataset(name, split=split or "train")
     except Exception as exc:
+        # The datasets message names what is wrong (no such split, offline, gated); keep its first line.
+        detail = (str(exc).strip().splitlines() or [""])[0][:300]
         raise A2DGuardError(
-            f"{source}: could not load the data set ({type(exc).__name__}); check the name, split and network"
+            f"{source}: could not load the data set ({type(exc).__name__}: {detail}); "
+            "check the name, split and network"
         ) from None
     for i, obj in enumerate(ds):
         yield dict(obj), f"{source}: row {i}"

@@ -1,6 +1,8 @@
 """Reading, validating, templating and ordering training rows."""
 
 import json
+import sys
+import types
 
 import pytest
 
@@ -104,3 +106,16 @@ def test_stream_is_a_pure_function_and_splits_across_ranks(tiny_parts, tmp_path,
     for m in range(4):
         assert r0.indices(m) + r1.indices(m) == one.indices(m)
         assert r0.batch(m).row_seeds.tolist() + r1.batch(m).row_seeds.tolist() == one.batch(m).row_seeds.tolist()
+
+
+def test_hub_data_set_error_keeps_the_datasets_message(monkeypatch):
+    """The Hub cannot be reached here, so a stand-in ``datasets`` module raises what the real one does."""
+    def load_dataset(name, split):
+        raise ValueError(f'Unknown split "{split}". Should be one of [\'train\', \'test\'].')
+
+    monkeypatch.setitem(sys.modules, "datasets", types.SimpleNamespace(load_dataset=load_dataset))
+    with pytest.raises(A2DGuardError) as err:
+        load_rows("hf:org/safety:validation")
+    message = str(err.value)
+    assert message.startswith("hf:org/safety:validation: could not load the data set (ValueError: Unknown split")
+    assert "Should be one of ['train', 'test']" in message and "check the name, split and network" in message
