@@ -55,6 +55,27 @@ def test_layers_import_downwards_only():
                 assert not name.startswith(bad), (path, name)
 
 
+def _package(path: Path) -> str:
+    """``a2d_guard/training/data.py`` -> ``a2d_guard.training``; top-level modules are their own package."""
+    parts = path.relative_to(ROOT).with_suffix("").parts
+    return ".".join(parts[:2]) if len(parts) > 2 else ".".join(parts)
+
+
+def test_no_module_imports_another_packages_private_names():
+    """A private name (``_x``) is a package's own business: another package that needs it gets a public one."""
+    offenders = []
+    for folder in ("a2d_guard", "cli"):
+        for path in _modules(folder):
+            for node in ast.walk(ast.parse(path.read_text())):
+                if not (isinstance(node, ast.ImportFrom) and node.module and node.level == 0):
+                    continue
+                if not node.module.startswith("a2d_guard") or node.module.startswith(_package(path)):
+                    continue
+                offenders += [(str(path.relative_to(ROOT)), node.module, a.name)
+                              for a in node.names if a.name.startswith("_") and not a.name.startswith("__")]
+    assert offenders == []
+
+
 def test_no_top_level_cli_or_triton_kernels_package_is_installed(tmp_path):
     code = ("import importlib.util as u; print(u.find_spec('cli') is None, u.find_spec('triton_kernels') is None,"
             " u.find_spec('a2d_guard.cli') is not None)")

@@ -23,7 +23,7 @@ from pathlib import Path
 
 from a2d_guard.errors import A2DGuardError
 from a2d_guard.paths import require_file
-from a2d_guard.training.data import _records  # the one JSONL/JSON/CSV reader with file:line positions
+from a2d_guard.records import read_records
 
 LABELS = ("safe", "unsafe")
 
@@ -131,7 +131,7 @@ def load_prompts(path: str | Path, limit: int | None = None) -> EvalData:
                                                 ".jsonl file with a prompt field")
     prompts: list[EvalPrompt] = []
     fmt = None
-    for index, (row, where) in enumerate(_records(path)):
+    for index, (row, where) in enumerate(read_records(path)):
         if isinstance(row, A2DGuardError):
             raise row
         if fmt is None:

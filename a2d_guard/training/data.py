@@ -18,9 +18,6 @@ process with batch W * B sees: each pads to its own longest row.
 
 from __future__ import annotations
 
-import csv
-import io
-import json
 import math
 from dataclasses import dataclass
 from pathlib import Path
@@ -31,6 +28,7 @@ from a2d_guard.diffusion.prompts import encode_prompt
 from a2d_guard.errors import A2DGuardError
 from a2d_guard.models.spec import ModelSpec
 from a2d_guard.paths import require_file
+from a2d_guard.records import read_records
 
 PROMPT_KEY = "prompt"
 RESPONSE_KEY = "response"
@@ -125,46 +123,6 @@ def parse_row(obj, where: str) -> Row:
     return Row(obj[PROMPT_KEY], obj[RESPONSE_KEY], _label(obj[label_key], where, label_key), where)
 
 
-def _decode(path: Path) -> str:
-    data = path.read_bytes()
-    try:
-        return data.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        line = data[: exc.start].count(b"\n") + 1
-        raise A2DGuardError(f"{path}:{line}: bytes that are not UTF-8; re-save the file as UTF-8") from None
-
-
-def _records(path: Path):
-    """Yield (record, "file:line") from a JSONL, JSON or CSV file."""
-    text = _decode(path)
-    suffix = path.suffix.lower()
-    if suffix in (".jsonl", ".ndjson"):
-        for n, line in enumerate(text.splitlines(), 1):
-            if not line.strip():
-                continue
-            try:
-                yield json.loads(line), f"{path}:{n}"
-            except json.JSONDecodeError as exc:
-                yield A2DGuardError(f"{path}:{n}: not valid JSON ({exc.msg}); one JSON object per line"), f"{path}:{n}"
-    elif suffix == ".json":
-        try:
-            data = json.loads(text)
-        except json.JSONDecodeError as exc:
-            raise A2DGuardError(f"{path}:{exc.lineno}: not valid JSON ({exc.msg})") from None
-        if isinstance(data, dict) and isinstance(data.get("data"), list):
-            data = data["data"]
-        if not isinstance(data, list):
-            raise A2DGuardError(f"{path}: a .json data file must hold a list of rows (or {{'data': [...]}})")
-        for i, obj in enumerate(data):
-            yield obj, f"{path}: row {i}"
-    elif suffix == ".csv":
-        reader = csv.DictReader(io.StringIO(text, newline=""))
-        for obj in reader:
-            yield dict(obj), f"{path}:{reader.line_num}"
-    else:
-        raise A2DGuardError(f"{path}: unknown data format {suffix!r}; use .jsonl, .json or .csv (or hf:NAME[:SPLIT])")
-
-
 def _hub_records(source: str):
     """``hf:NAME[:SPLIT]`` through the optional ``datasets`` package."""
     name, _, split = source[3:].partition(":")
@@ -194,7 +152,7 @@ def load_rows(source: str | Path, skip_bad_rows: bool = False) -> tuple[list[Row
         records = _hub_records(source)
     else:
         path = require_file(source, "data file", "pass a .jsonl/.json/.csv file or hf:NAME[:SPLIT]")
-        records = _records(path)
+        records = read_records(path, also=" (or hf:NAME[:SPLIT])")
     rows: list[Row] = []
     skipped = 0
     for obj, where in records:
