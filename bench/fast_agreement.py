@@ -43,7 +43,7 @@ SYSTEMS = {  # name -> (cache, parallel_threshold)
 def load_demo(folder: Path, name: str):
     from a2d_guard.models import load_model
     from a2d_guard.models.adapter import attach_adapter
-    from a2d_guard.training.trainer import ADAPTER_DIR, MODEL_DIR
+    from a2d_guard.train_layout import ADAPTER_DIR, MODEL_DIR
 
     model, tok, spec = load_model(str(folder / "base" / MODEL_DIR), device="cpu")
     if name != "base":

@@ -198,7 +198,7 @@ def _demo_defaults():
 def _demo_model(settings):
     """``--model demo``: the demo's base with its A2D adapter, so a newcomer sees a live rejection."""
     from a2d_guard.errors import A2DGuardError
-    from a2d_guard.training.trainer import ADAPTER_DIR, MODEL_DIR
+    from a2d_guard.train_layout import ADAPTER_DIR, MODEL_DIR
 
     base, adapter = DEMO_DIR / "base" / MODEL_DIR, DEMO_DIR / "a2d" / ADAPTER_DIR
     if not (base.is_dir() and adapter.is_dir()):

@@ -98,3 +98,10 @@ def test_the_core_never_imports_the_integrations_or_their_gateways():
             continue
         for name in _imports(path):
             assert not name.startswith(("a2d_guard.integrations", "nemoguardrails", "litellm")), (path, name)
+
+
+def test_serving_never_imports_the_trainer():
+    """`a2d-guard serve` (``--model demo`` included) reads trained folders through ``train_layout``."""
+    for path in [ROOT / "cli" / "serve.py", *_modules("a2d_guard/server")]:
+        for name in _imports(path):
+            assert not name.startswith("a2d_guard.training"), (path, name)

@@ -52,8 +52,8 @@ from a2d_guard.demo.guard_eval import PROMPT_TOKENS, evaluate_guard, pick_guard_
 from a2d_guard.demo.stages import Stages
 from a2d_guard.models.safetensors_file import check_weights_folder
 from a2d_guard.outputs import check_replaceable, claim, write_text_atomically
+from a2d_guard.train_layout import ADAPTER_DIR, MODEL_DIR
 from a2d_guard.training import TrainConfig, train
-from a2d_guard.training.trainer import ADAPTER_DIR, MODEL_DIR
 
 MODELS = ("base", "response_level", "a2d", "a2d_mask_prompt", "a2d_content")
 REPORTED = ("base", "response_level", "a2d")  # the three; the extension is reported beside them

@@ -29,6 +29,7 @@ import torch
 
 from a2d_guard import outputs
 from a2d_guard.errors import A2DGuardError
+from a2d_guard.train_layout import ADAPTER_DIR, MODEL_DIR
 from a2d_guard.training import checkpoint as ckpt
 from a2d_guard.training.config import TrainConfig, config_yaml
 from a2d_guard.training.content_rows import content_keyed_rows
@@ -38,8 +39,6 @@ from a2d_guard.training.objective import a2d_loss
 from a2d_guard.training.resume import check_resume_config
 
 METRICS_FILE = "metrics.jsonl"
-ADAPTER_DIR = "adapter"
-MODEL_DIR = "model"
 
 
 @dataclass
