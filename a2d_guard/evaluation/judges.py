@@ -134,14 +134,3 @@ class VocabularyJudge:
 
     def judge_all(self, cases: list[JudgeCase]) -> list[Verdict]:
         return [self.judge_case(c) for c in cases]
-
-
-def make_judge(name: str, device=None, dtype=None):
-    """``keyword``, or a causal-LM classifier by Hub id or local folder (loaded here)."""
-    if not isinstance(name, str) or not name.strip():
-        raise A2DGuardError("--judge is empty; pass keyword or a classifier (e.g. cais/HarmBench-Llama-2-13b-cls)")
-    if name == "keyword":
-        return KeywordJudge()
-    from a2d_guard.evaluation.classifier import ClassifierJudge
-
-    return ClassifierJudge.load(name, device=device, dtype=dtype)

@@ -47,7 +47,8 @@ from a2d_guard.diffusion.protocols import PROTOCOLS, full_steps
 from a2d_guard.errors import A2DGuardError
 from a2d_guard.evaluation.attacks import ORDERS, PreparedPrompt, check_attack, prepare
 from a2d_guard.evaluation.data import EvalData, load_prompts
-from a2d_guard.evaluation.judges import JudgeCase, judged_text, make_judge
+from a2d_guard.evaluation.judge_choice import make_judge
+from a2d_guard.evaluation.judges import JudgeCase, judged_text
 from a2d_guard.evaluation.metrics import flat_results, summarize
 from a2d_guard.evaluation.plots import available as plots_available
 from a2d_guard.evaluation.plots import write_plots

@@ -5,7 +5,8 @@ import torch
 from transformers import LlamaConfig, LlamaForCausalLM
 
 from a2d_guard.evaluation.classifier import CLS_PROMPT, ClassifierJudge, classifier_prompt, parse_label
-from a2d_guard.evaluation.judges import JudgeCase, make_judge
+from a2d_guard.evaluation.judge_choice import make_judge
+from a2d_guard.evaluation.judges import JudgeCase
 from a2d_guard.models.tiny import build_tiny_tokenizer
 
 

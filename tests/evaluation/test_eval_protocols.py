@@ -7,7 +7,7 @@ from a2d_guard.diffusion.protocols import protocol_generate
 from a2d_guard.engine import LLM
 from a2d_guard.evaluation.attacks import prepare
 from a2d_guard.evaluation.data import load_prompts
-from a2d_guard.evaluation.judges import make_judge
+from a2d_guard.evaluation.judge_choice import make_judge
 from a2d_guard.evaluation.run import EvalSettings, EvalTask, run_eval
 
 

@@ -5,6 +5,7 @@ import pytest
 from a2d_guard.demo.corpus import build_corpus
 from a2d_guard.engine.outputs import CompletionOutput
 from a2d_guard.errors import A2DGuardError
+from a2d_guard.evaluation.judge_choice import make_judge
 from a2d_guard.evaluation.judges import (
     REFUSAL_PHRASES,
     JudgeCase,
@@ -12,7 +13,6 @@ from a2d_guard.evaluation.judges import (
     Verdict,
     VocabularyJudge,
     judged_text,
-    make_judge,
     words,
 )
 

@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from a2d_guard.engine import LLM
-from a2d_guard.evaluation.judges import make_judge
+from a2d_guard.evaluation.judge_choice import make_judge
 from a2d_guard.evaluation.run import EvalSettings, EvalTask, run_eval
 
 BOMB = 393  # "bomb" in the tiny vocabulary: one token, no refusal phrase
