@@ -4,6 +4,7 @@ and the in-process adapters (``a2d_guard/integrations/``), so both answer alike.
 - vLLM's ``/classify`` (NeMo Guardrails' ``hf_classifier`` rail, engine ``vllm``): one item
   per input, ``{"index", "label", "probs", "num_classes"}`` with labels ``safe``/``unsafe``;
 - LiteLLM's generic guardrail API: ``{"action": "BLOCKED" | "NONE", "blocked_reason"}``;
+- OpenAI's ``/v1/moderations``: ``{"flagged", "categories", "category_scores", "a2d"}``;
 - llm-guard's scanners: ``(sanitized, is_valid, risk_score)``.
 
 Why the probabilities are not ``[1 - s, s]``: the guard flags ``s > τ`` (the server's
@@ -41,6 +42,15 @@ def classify_item(index: int, verdict) -> dict:
     """One item of vLLM's ``/classify`` answer for a ``Verdict``."""
     probs = label_probs(verdict.score, verdict.threshold)
     return {"index": index, "label": LABELS[int(verdict.flagged)], "probs": probs, "num_classes": len(LABELS)}
+
+
+def moderation_result(verdict) -> dict:
+    """One result of OpenAI's ``/v1/moderations`` for a ``Verdict``: the one category ``a2d``
+    (score = the guard's p(EOS)) and where the model refuses."""
+    return {"flagged": verdict.flagged, "categories": {"a2d": verdict.flagged},
+            "category_scores": {"a2d": verdict.score},
+            "a2d": {"where": verdict.where, "char_offset": verdict.char_offset, "token_index": verdict.token_index,
+                    "threshold": verdict.threshold}}
 
 
 def block_reason(verdict) -> str:

@@ -83,6 +83,13 @@ class _Plan:
     where: str
 
 
+def prompt_probe(prompt_ids: list[int], mask_id: int, probe_length: int) -> list[int]:
+    """Probe C's canvas: the templated prompt + ``probe_length`` masks; its score is p(EOS) at
+    ``len(prompt_ids)``, the first response position. One definition for ``Guard`` and the vLLM
+    plugin (``a2d_guard/vllm``), which reads the same position from the end of the canvas."""
+    return list(prompt_ids) + [mask_id] * probe_length
+
+
 def _number(name: str, value, low: float, high: float, fix: str, integer: bool = False):
     ok = isinstance(value, int if integer else (int, float)) and not isinstance(value, bool)
     if not ok or math.isnan(value) or not (low < value <= high if not integer else low <= value <= high):
@@ -195,7 +202,7 @@ class Guard:
             raise A2DGuardError(f"item {index}: prompt + response is {p + area} tokens but the model takes "
                                 f"{positions} positions; shorten the text or lower probe_length")
         if len(ids) < 2:  # no token has content to its right: probe C
-            return _Plan([prompt_ids + [spec.mask_id] * area], [[p]], [[]], [], "prompt")
+            return _Plan([prompt_probe(prompt_ids, spec.mask_id, area)], [[p]], [[]], [], "prompt")
         n, base = len(ids), prompt_ids + ids + [spec.eos_id] * (area - len(ids))
         plan = _Plan([], [], [], offsets, "response")
         for offset in range(min(self.stride, n - 1)):  # offsets >= n - 1 would read nothing

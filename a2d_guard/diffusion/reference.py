@@ -24,7 +24,7 @@ Fast-dLLM, whatever the remasking mode; the mode still picks the one forced comm
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import torch
@@ -33,7 +33,7 @@ from a2d_guard.config import SamplingParams
 from a2d_guard.diffusion.canvas import check_request, response_tokens
 from a2d_guard.diffusion.confidence import choose_x0, confidence, select_top_k
 from a2d_guard.diffusion.monitor import first_visible_end, leftmost_masked, should_reject
-from a2d_guard.diffusion.schedule import block_end, num_transfer_tokens
+from a2d_guard.diffusion.schedule import block_budget, block_end
 from a2d_guard.errors import A2DGuardError
 from a2d_guard.models.forward import model_logits
 from a2d_guard.models.spec import ModelSpec
@@ -69,20 +69,6 @@ def apply_logit_bias(logits: torch.Tensor, bias: dict[int, float]) -> torch.Tens
     vals = torch.tensor(list(bias.values()), dtype=logits.dtype, device=logits.device)
     logits[..., ids] += vals
     return logits
-
-
-def block_budget(canvas: torch.Tensor, in_reach: torch.Tensor, mask_id: int, params: SamplingParams) -> Iterator[int]:
-    """k (the top-k by confidence to commit) for each step of one block.
-
-    Exact mode: the transfer schedule, fixed when the block starts. Threshold mode: a floor
-    of 1 for as long as the block has masks; the generator reads the live ``canvas``, so the
-    block ends at the step that commits its last mask (no forward pass on an empty block).
-    """
-    if params.parallel_threshold is None:
-        yield from num_transfer_tokens(int(((canvas == mask_id) & in_reach).sum()), params.steps_per_block)
-        return
-    while bool(((canvas == mask_id) & in_reach).any()):
-        yield 1
 
 
 def monitored_forward(model, spec: ModelSpec, canvas: torch.Tensor, generated: torch.Tensor,

@@ -88,6 +88,12 @@ def llama_config(**kwargs):
 
 def llama_config_from_llada(raw: dict):
     """Translate LLaDA's ``config.json`` fields into a bidirectional ``LlamaConfig``."""
+    return llama_config(**llama_kwargs_from_llada(raw))
+
+
+def llama_kwargs_from_llada(raw: dict) -> dict:
+    """``LlamaConfig`` keyword arguments for LLaDA's ``config.json`` fields (also what the vLLM
+    plugin's config class reads, so both runtimes see the same shape)."""
     from a2d_guard.errors import A2DGuardError
 
     if raw.get("block_type", "llama") != "llama" or raw.get("activation_type", "silu") not in (
@@ -100,7 +106,7 @@ def llama_config_from_llada(raw: dict):
             "load natively (pass --trust-remote-code to use the checkpoint's own code)"
         )
     n_heads = raw["n_heads"]
-    return llama_config(
+    return dict(
         vocab_size=raw.get("embedding_size") or raw["vocab_size"],
         hidden_size=raw["d_model"],
         intermediate_size=raw["mlp_hidden_size"],

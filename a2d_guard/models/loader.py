@@ -130,6 +130,12 @@ def make_spec(family: str, raw: dict, tokenizer, model) -> ModelSpec:
     """Token ids from config.json first, then the tokenizer; never hard-coded."""
     vocab_size = int(model.get_output_embeddings().weight.shape[0])
     max_pos = int(getattr(model.config, "max_position_embeddings", 0) or tokenizer.model_max_length)
+    return spec_from_config(family, raw, tokenizer, vocab_size, max_pos)
+
+
+def spec_from_config(family: str, raw: dict, tokenizer, vocab_size: int, max_pos: int) -> ModelSpec:
+    """``make_spec`` without the model: for a process that holds only the tokenizer and the
+    config (the vLLM plugin's front end, whose weights live in vLLM's engine process)."""
     if family in ("llada", "tiny"):
         mask = _first(raw.get("mask_token_id"), _token_id(tokenizer, "<|mdm_mask|>"), tokenizer.mask_token_id)
         eos = _first(raw.get("eos_token_id"), tokenizer.eos_token_id)
@@ -179,7 +185,8 @@ def quiet_transformers():
             hf_logging.enable_progress_bar()
 
 
-def _load_tokenizer(folder: Path, family: str, trust_remote_code: bool):
+def load_tokenizer(folder: Path, family: str, trust_remote_code: bool = False):
+    """The folder's tokenizer, as ``load_model`` loads it."""
     from transformers import AutoTokenizer
 
     try:
@@ -242,7 +249,7 @@ def _load_from_folder(folder: Path, raw: dict, family: str | None, dt, dev, trus
         fam = "llada"
     check_weights_folder(folder, "copy or download the model again (a Hub model: delete it from the Hugging Face "
                                  "cache to fetch it anew), or re-run the command that wrote the folder")
-    tokenizer = _load_tokenizer(folder, fam, trust_remote_code)
+    tokenizer = load_tokenizer(folder, fam, trust_remote_code)
     fmt = find_format(raw)  # e.g. a folder written by `a2d-guard compress` (models/formats.py)
     if fmt is not None:
         model = load_with_format(fmt, folder, raw, fam, dt, dev)

@@ -29,6 +29,7 @@ from fastapi import Depends, FastAPI
 from pydantic import BaseModel
 
 from a2d_guard.errors import A2DGuardError
+from a2d_guard.gateway_shapes import moderation_result
 from a2d_guard.server.protocol import STRICT, ChatMessage, RequestError, Text, chat_turns
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -107,8 +108,5 @@ def add_moderations(app: FastAPI, state: ServerState, check_request, checks: Gua
         check_model(state, body.model)
         items, field = body.items()
         verdicts = await checks.check(items, field)
-        return {"id": f"modr-{uuid.uuid4().hex}", "model": state.config.model_name, "results": [
-            {"flagged": v.flagged, "categories": {"a2d": v.flagged}, "category_scores": {"a2d": v.score},
-             "a2d": {"where": v.where, "char_offset": v.char_offset, "token_index": v.token_index,
-                     "threshold": v.threshold}}
-            for v in verdicts]}
+        return {"id": f"modr-{uuid.uuid4().hex}", "model": state.config.model_name,
+                "results": [moderation_result(v) for v in verdicts]}
