@@ -105,3 +105,28 @@ def test_serving_never_imports_the_trainer():
     for path in [ROOT / "cli" / "serve.py", *_modules("a2d_guard/server")]:
         for name in _imports(path):
             assert not name.startswith("a2d_guard.training"), (path, name)
+
+
+def test_only_the_vllm_plugin_imports_vllm_and_nothing_imports_the_plugin():
+    """``pip install a2d-guard`` never needs vLLM: ``vllm`` is imported only under ``a2d_guard/vllm``,
+    and no other module imports that sub-package (vLLM loads it through the entry points)."""
+    for path in _modules("a2d_guard") + _modules("cli"):
+        inside = "vllm" in path.relative_to(ROOT).parts[:2]
+        for name in _imports(path):
+            if name == "vllm" or name.startswith("vllm."):
+                assert inside, (path, name)
+            if name.startswith("a2d_guard.vllm"):
+                assert inside, (path, name)
+
+
+def test_vllm_entry_points_name_real_callables():
+    """The two entry points vLLM loads; ``register`` imports without vLLM (it imports vLLM when
+    called), the endpoint class needs vLLM's FastAPI app and is exercised in ``tests/vllm_plugin``."""
+    import tomllib  # noqa: I001 (stdlib from 3.11)
+
+    from a2d_guard.vllm import register
+
+    points = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["entry-points"]
+    assert points["vllm.general_plugins"] == {"a2d_guard": "a2d_guard.vllm:register"}
+    assert points["vllm.endpoint_plugins"] == {"a2d_guard": "a2d_guard.vllm.endpoints:A2DGuardEndpoints"}
+    assert callable(register)
