@@ -9,10 +9,7 @@ from __future__ import annotations
 
 import json
 import os
-import socket
-import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -23,8 +20,8 @@ openai = pytest.importorskip("openai")
 
 from a2d_guard.gateway_shapes import unsafe_probability  # noqa: E402
 
-ARCH = {"llada": "A2DGuardLLaDA", "dream": "A2DGuardDream"}
-START_TIMEOUT_S = 240
+sys.path.insert(0, str(Path(__file__).parent))
+from vllm_server import ServerFailed, vllm_server  # noqa: E402
 
 
 @pytest.fixture(scope="session")
@@ -32,7 +29,6 @@ def checkpoints(tmp_path_factory) -> Path:
     given = os.environ.get("A2D_VLLM_CHECKPOINTS")
     if given:
         return Path(given)
-    sys.path.insert(0, str(Path(__file__).parent))
     from make_checkpoints import main
 
     out = tmp_path_factory.mktemp("vllm-checkpoints")
@@ -40,48 +36,17 @@ def checkpoints(tmp_path_factory) -> Path:
     return out
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture(scope="module", params=["llada", "dream"])
 def server(request, checkpoints, tmp_path_factory):
     family = request.param
     expected = json.loads((checkpoints / f"{family}.json").read_text())
-    port = _free_port()
-    overrides = {"architectures": [ARCH[family]], "a2d_eos_threshold": expected["threshold"]}
     log = tmp_path_factory.mktemp("vllm-log") / "server.log"
-    env = {**os.environ, "VLLM_PLUGINS": "a2d_guard", "VLLM_CPU_KVCACHE_SPACE": "1"}
-    cmd = [sys.executable, "-m", "vllm.entrypoints.openai.api_server", "--model", str(checkpoints / family),
-           "--served-model-name", f"a2d-{family}", "--runner", "pooling", "--hf-overrides", json.dumps(overrides),
-           "--dtype", "float32", "--enforce-eager", "--max-model-len", "512",
-           "--host", "127.0.0.1", "--port", str(port)]
-    with open(log, "w") as out:
-        proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, env=env, start_new_session=True)
-    url = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + START_TIMEOUT_S
-        while True:
-            if proc.poll() is not None:
-                pytest.fail(f"vLLM exited with {proc.returncode}:\n{log.read_text()[-4000:]}")
-            try:
-                if httpx.get(url + "/health", timeout=2).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            if time.monotonic() > deadline:
-                pytest.fail(f"vLLM did not answer /health in {START_TIMEOUT_S} s:\n{log.read_text()[-4000:]}")
-            time.sleep(1)
-        yield {"url": url, "family": family, "model": f"a2d-{family}", "expected": expected, "log": log}
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, 9)
-            proc.wait(timeout=10)
+        with vllm_server(checkpoints / family, family, f"a2d-{family}", log,
+                         {"a2d_eos_threshold": expected["threshold"]}) as url:
+            yield {"url": url, "family": family, "model": f"a2d-{family}", "expected": expected, "log": log}
+    except ServerFailed as exc:
+        pytest.fail(str(exc))
 
 
 def _score_from_probs(p_unsafe: float, threshold: float) -> float:
