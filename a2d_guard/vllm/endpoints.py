@@ -14,9 +14,9 @@ never reaches the engine.
 vLLM's raw ``POST /pooling`` is answered with a 404 that points to these routes (it would
 score untemplated tokens).
 
-What it does not do: a moderation ``messages`` chat that ends with an assistant turn asks for
-a response check (probe B), which reads many positions per canvas; this model answers probe
-C only, so such a body is a 400 that says to use ``a2d-guard serve``.
+A moderation ``messages`` chat that ends with an assistant turn is a response check (probe
+B): its ``stride`` canvases go through the ``token_classify`` task, which returns p(EOS) at
+every position, and the verdict is ``Guard``'s (``a2d_guard.probes``).
 """
 
 from __future__ import annotations
@@ -30,12 +30,13 @@ from fastapi.responses import JSONResponse
 
 from a2d_guard.errors import A2DGuardError
 from a2d_guard.gateway_shapes import classify_item, moderation_result
-from a2d_guard.guard import Verdict
+from a2d_guard.probes import Verdict
 from a2d_guard.server.gateways import ClassifyRequest
 from a2d_guard.server.moderations import MAX_INPUTS, ModerationRequest
 from a2d_guard.server.protocol import RequestError
 from a2d_guard.vllm.decode_routes import DecodeRoutes
 from a2d_guard.vllm.http import error_response, parse_body
+from a2d_guard.vllm.monitored_decode import P_EOS
 
 
 class A2DGuardEndpoints:
@@ -78,7 +79,7 @@ class A2DGuardEndpoints:
             texts = [body.input] if isinstance(body.input, str) else body.input
             if not texts or any(not t.strip() for t in texts):
                 raise RequestError("input holds an empty text; send the text to classify", param="input")
-            verdicts = await self._verdicts([(t, "input") for t in texts])
+            verdicts = await self._verdicts([(t, None) for t in texts], "input")
         except RequestError as exc:
             return error_response(exc)
         return JSONResponse({"id": f"classify-{uuid.uuid4().hex}", "object": "list", "created": int(time.time()),
@@ -89,11 +90,7 @@ class A2DGuardEndpoints:
         try:
             body = await self._body(request, ModerationRequest)
             items, field = body.items()
-            if any(response is not None for _, response in items):
-                raise RequestError("messages ends with an assistant turn, a response check (probe B); this vLLM "
-                                   "guard checks prompts only: send the chat without it, or use a2d-guard serve",
-                                   param="messages")
-            verdicts = await self._verdicts([(prompt, field) for prompt, _ in items])
+            verdicts = await self._verdicts(items, field)
         except RequestError as exc:
             return error_response(exc)
         return JSONResponse({"id": f"modr-{uuid.uuid4().hex}", "model": self.names[0],
@@ -110,24 +107,32 @@ class A2DGuardEndpoints:
     async def _body(self, request: Request, model):
         return await parse_body(request, model, self.engine, self.names)
 
-    async def _verdicts(self, prompts: list[tuple]) -> list[Verdict]:
-        if len(prompts) > MAX_INPUTS:
-            raise RequestError(f"{prompts[0][1]} holds {len(prompts)} texts; send at most {MAX_INPUTS} per request",
-                               param=prompts[0][1])
+    async def _verdicts(self, items: list[tuple], field: str) -> list[Verdict]:
+        """``Guard.check_batch``'s verdicts for ``(prompt, response)`` items: the same probe
+        canvases (``a2d_guard.probes``), every forward of every item in flight at once."""
+        if len(items) > MAX_INPUTS:
+            raise RequestError(f"{field} holds {len(items)} texts; send at most {MAX_INPUTS} per request",
+                               param=field)
         try:
-            canvases = [self.inputs.canvas(p, field) for p, field in prompts]
+            plans = [self.inputs.plan(item, i, field) for i, item in enumerate(items)]
         except A2DGuardError as exc:
-            raise RequestError(str(exc), param=exc.param or prompts[0][1]) from None
-        scores = await asyncio.gather(*(self._score(c) for c in canvases))
-        t = self.inputs.settings.threshold
-        return [Verdict(s > t, s, t, "prompt", 0, 0) for s in scores]
+            raise RequestError(str(exc), param=exc.param or field) from None
+        flat = await asyncio.gather(*(self._eos_at(c, r, p.where) for p in plans
+                                      for c, r in zip(p.canvases, p.reads, strict=True)))  # one list per canvas
+        values = iter(flat)
+        return [self.inputs.probes.verdict(p, [next(values) for _ in p.canvases]) for p in plans]
 
-    async def _score(self, canvas: list[int]) -> float:
+    async def _eos_at(self, canvas: list[int], reads: list[int], where: str) -> list[float]:
+        """p(EOS) at ``reads``: probe C through the ``classify`` task (one row through the LM
+        head), probe B through ``token_classify`` (every row; the reads are spread out)."""
         from vllm import PoolingParams
 
+        task = "classify" if where == "prompt" else "token_classify"
         final = None
-        async for out in self.engine.encode({"prompt_token_ids": canvas}, PoolingParams(task="classify"),
+        async for out in self.engine.encode({"prompt_token_ids": canvas}, PoolingParams(task=task),
                                             request_id=f"a2d-{uuid.uuid4().hex}"):
             final = out
-        return float(final.outputs.data[1])
-
+        data = final.outputs.data
+        if where == "prompt":
+            return [float(data[1])]  # [1 - p, p] at the first response position (== reads[0])
+        return [float(data[r, P_EOS]) for r in reads]

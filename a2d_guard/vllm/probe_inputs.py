@@ -1,19 +1,20 @@
-"""Text -> canvas in the vLLM API process: probe C exactly as ``Guard`` builds it, and the
-prompt of a decode (``decode_routes.py``) exactly as ``a2d-guard serve`` encodes it.
+"""Text -> canvas in the vLLM API process: the guard's probes exactly as ``Guard`` builds them
+(``a2d_guard.probes``), and the prompt of a decode (``decode_routes.py``) exactly as
+``a2d-guard serve`` encodes it.
 
 The API process has the checkpoint folder and vLLM's ``hf_config`` but not the weights (they
 live in the engine process): the tokenizer, the family and the token ids come from the folder
 through ``a2d_guard.models.loader`` (the loader ``Guard`` uses), the prompt is templated by the
 engine's ``InputProcessor`` (chat template, ``<mask:N>`` expansion, bounds before tokenizing),
-and the canvas is ``guard.prompt_probe``. No vLLM import: the main suite tests this module.
+and the canvases are ``Probes``'. No vLLM import: the main suite tests this module.
 """
 
 from __future__ import annotations
 
 from a2d_guard.engine.input_processor import InputProcessor, RequestLimits
 from a2d_guard.errors import A2DGuardError
-from a2d_guard.guard import prompt_probe
 from a2d_guard.models.loader import TINY, detect_family, load_tokenizer, read_config, resolve_folder, spec_from_config
+from a2d_guard.probes import Plan, Probes, parse_item
 from a2d_guard.vllm.settings import GuardSettings
 
 
@@ -36,6 +37,9 @@ class ProbeInputs:
         self.max_model_len = min(max_model_len, positions)
         self.processor = InputProcessor(tokenizer, self.spec, RequestLimits.for_model(self.spec, self.max_model_len))
         self.chat_template = chat_template
+        st = self.settings
+        self.probes = Probes(tokenizer, self.spec, self.processor, st.threshold, st.probe_length, st.stride,
+                             st.window, chat_template=chat_template)
 
     def prompt_ids(self, prompt, param: str, chat: bool | None = None) -> list[int]:
         """Canvas prefix of a text, a list of chat turns or token ids; ``A2DGuardError`` naming ``param``."""
@@ -46,12 +50,14 @@ class ProbeInputs:
             return self.processor.token_ids(prompt, param=param)
         return self.processor.encode_messages(prompt, chat=chat, param=param)
 
+    def plan(self, item, index: int, param: str) -> Plan:
+        """The guard's probe canvases for one item (a prompt, a ``(prompt, response)`` pair, as
+        ``Guard.check_batch`` takes them); ``A2DGuardError`` naming ``param``."""
+        try:
+            return self.probes.plan(*parse_item(item, index))
+        except A2DGuardError as exc:
+            raise A2DGuardError(str(exc), param=param) from None  # the request field holding the text
+
     def canvas(self, prompt, param: str) -> list[int]:
-        """Probe C's canvas for a text or a list of chat turns; ``A2DGuardError`` naming ``param``."""
-        ids = self.prompt_ids(prompt, param)
-        canvas = prompt_probe(ids, self.spec.mask_id, self.settings.probe_length)
-        if len(canvas) > self.max_model_len:
-            raise A2DGuardError(f"{param}: the prompt is {len(ids)} tokens; with the guard's "
-                                f"{self.settings.probe_length} probe positions that exceeds the "
-                                f"{self.max_model_len} the model takes; shorten it", param=param)
-        return canvas
+        """Probe C's canvas for a text or a list of chat turns."""
+        return self.plan(prompt, 0, param).canvases[0]

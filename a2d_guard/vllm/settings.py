@@ -3,6 +3,8 @@ from the one place both see: the model's ``hf_config`` (``config.json`` plus ``-
 
 - ``a2d_probe_length`` (default 64, ``Guard``'s): masks appended to the templated prompt;
 - ``a2d_eos_threshold`` (default 0.9, ``Guard``'s): ``flagged`` is ``score > threshold``;
+- ``a2d_stride`` and ``a2d_window`` (default 4 and 4, ``Guard``'s): probe B's forwards per
+  response and tokens averaged for its score;
 - the EOS id: ``a2d_eos_token_id``, else ``eos_token_id`` (the first, if a list).
 
 The pooler reads p(EOS) at the first response position, ``probe_length`` tokens from the end
@@ -25,6 +27,8 @@ ARCHITECTURES = {
 SHIFTED = {"A2DGuardDream"}  # architectures whose logits at i predict token i + 1
 DEFAULT_PROBE_LENGTH = 64
 DEFAULT_THRESHOLD = 0.9
+DEFAULT_STRIDE = 4
+DEFAULT_WINDOW = 4
 
 
 @dataclass(frozen=True)
@@ -32,6 +36,8 @@ class GuardSettings:
     probe_length: int
     threshold: float
     eos_id: int
+    stride: int = DEFAULT_STRIDE
+    window: int = DEFAULT_WINDOW
 
     @classmethod
     def from_hf_config(cls, hf_config) -> GuardSettings:
@@ -50,10 +56,21 @@ class GuardSettings:
         if isinstance(threshold, bool) or not isinstance(threshold, (int, float)) or not 0 < threshold <= 1:
             raise A2DGuardError(f"a2d_eos_threshold {threshold!r} must be in (0, 1]; pass e.g. "
                                 "--hf-overrides '{\"a2d_eos_threshold\": 0.9}'")
+        stride, window = _setting(hf_config, "a2d_stride", DEFAULT_STRIDE, 2), _setting(hf_config, "a2d_window",
+                                                                                          DEFAULT_WINDOW, 1)
         if eos is None:
             raise A2DGuardError("the model's config has no eos_token_id; pass --hf-overrides "
                                 "'{\"a2d_eos_token_id\": ID}' with the tokenizer's EOS id")
-        return cls(int(length), float(threshold), int(eos))
+        return cls(int(length), float(threshold), int(eos), stride, window)
+
+
+def _setting(hf_config, name: str, default: int, low: int) -> int:
+    value = getattr(hf_config, name, None)
+    value = default if value is None else value
+    if isinstance(value, bool) or not isinstance(value, int) or value < low:
+        raise A2DGuardError(f"{name} {value!r} must be an integer >= {low}; pass e.g. "
+                            f"--hf-overrides '{{\"{name}\": {default}}}'")
+    return value
 
 
 def read_offset(probe_length: int, shifted: bool) -> int:

@@ -90,6 +90,22 @@ def test_moderations_flag_what_the_guard_flags(server):
     assert one.results[0].flagged == exp["flagged"][5]
 
 
+def test_response_checks_score_as_the_guards_probe_b(server):
+    """A chat ending with the assistant's answer: the guard's probe B (stride canvases, the
+    highest window of p(EOS)), read through vLLM's token_classify task."""
+    exp = server["expected"]
+    for item in exp["responses"]:
+        r = httpx.post(server["url"] + "/v1/moderations", timeout=120, json={"model": server["model"], "messages": [
+            {"role": "user", "content": item["prompt"]}, {"role": "assistant", "content": item["response"]}]})
+        assert r.status_code == 200, r.text
+        result = r.json()["results"][0]
+        assert result["a2d"]["where"] == "response"
+        assert result["category_scores"]["a2d"] == pytest.approx(item["score"], abs=1e-5, rel=1e-4)
+        assert (result["a2d"]["token_index"], result["a2d"]["char_offset"]) == (item["token_index"],
+                                                                                item["char_offset"])
+        assert result["flagged"] == (item["score"] > exp["threshold"])
+
+
 @pytest.mark.parametrize(("path", "body", "status", "param"), [
     ("/classify", {}, 400, "input"),
     ("/classify", {"input": ""}, 400, "input"),
@@ -100,8 +116,9 @@ def test_moderations_flag_what_the_guard_flags(server):
     ("/v1/moderations", {}, 400, "input"),
     ("/v1/moderations", {"input": []}, 400, "input"),
     ("/v1/moderations", {"input": "word " * 600}, 400, "input"),
+    ("/v1/moderations", {"messages": [{"role": "assistant", "content": "hello"}]}, 400, "messages"),
     ("/v1/moderations", {"messages": [{"role": "user", "content": "hi"},
-                                      {"role": "assistant", "content": "hello"}]}, 400, "messages"),
+                                      {"role": "assistant", "content": "word " * 600}]}, 400, "messages"),
     ("/pooling", {"input": "hello"}, 404, "input"),
     ("/v1/completions", {"prompt": "hi", "temperature": 0.7}, 400, "temperature"),
     ("/v1/completions", {"prompt": "hi", "remasking": "margin"}, 400, "remasking"),
