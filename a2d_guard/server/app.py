@@ -63,8 +63,15 @@ class ServerState:
         self.created = int(time.time())
         self.api_key = config.read_api_key()
         self.replica: str | None = None  # the Ray Serve replica this app runs on (serve --replicas)
+        # serve --replicas: async (this replica's exposition) -> every replica's, labelled (ray_app)
+        self.cluster_metrics = None
         self.open_responses = 0  # generations whose answer is not fully sent yet (drain waits on them)
         self.tokenizers = ThreadPoolExecutor(TOKENIZER_THREADS, thread_name_prefix="a2d-tokenize")
+
+    def render_metrics(self) -> bytes:
+        """This server's Prometheus exposition, the gauges read now."""
+        running = self.llm.engine.num_running
+        return self.metrics.render(running, max(0, self.loop.num_pending - running))
 
     async def off_loop(self, fn, *args):
         """``fn(*args)`` on the tokenizer pool (tokenizing a long prompt must not stall the event loop)."""
@@ -134,8 +141,9 @@ def build_app(llm, config: ServerConfig, on_ready=None) -> FastAPI:
 
     @app.get("/metrics")
     async def metrics() -> Response:
-        running = llm.engine.num_running
-        body = state.metrics.render(running, max(0, state.loop.num_pending - running))
+        body = state.render_metrics()
+        if state.cluster_metrics is not None:
+            body = await state.cluster_metrics(body)
         return Response(body, media_type=state.metrics.content_type)
 
     @app.get("/v1/models", dependencies=[Depends(check_request)])

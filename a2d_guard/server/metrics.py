@@ -7,6 +7,8 @@ an embedding application) never share or clash on counters.
 from __future__ import annotations
 
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client.metrics_core import Metric
+from prometheus_client.parser import text_string_to_metric_families
 
 from a2d_guard.engine.outputs import RequestOutput
 
@@ -59,3 +61,30 @@ class ServerMetrics:
         self.running.set(num_running)
         self.waiting.set(num_waiting)
         return generate_latest(self.registry)
+
+
+class _Labelled:
+    """A collector of other registries' expositions, each sample labelled with its source."""
+
+    def __init__(self, expositions: dict[str, str], label: str):
+        self.expositions, self.label = expositions, label
+
+    def collect(self):
+        families: dict[str, Metric] = {}
+        for source, text in sorted(self.expositions.items()):
+            for family in text_string_to_metric_families(text):
+                merged = families.setdefault(family.name, Metric(family.name, family.documentation, family.type,
+                                                                 family.unit))
+                for sample in family.samples:
+                    merged.add_sample(sample.name, {**sample.labels, self.label: source}, sample.value,
+                                      sample.timestamp, sample.exemplar)
+        yield from families.values()
+
+
+def merge_expositions(expositions: dict[str, str], label: str = "replica") -> bytes:
+    """One Prometheus exposition of several servers' (``{source: text}``): every series once
+    per source, told apart by ``label`` (``serve --replicas``: Prometheus then sums with
+    ``sum by (...)``, as it does over vLLM's per-engine series)."""
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(_Labelled(expositions, label))
+    return generate_latest(registry)

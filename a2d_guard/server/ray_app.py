@@ -8,6 +8,7 @@ engine that decodes it. Ray Serve's HTTP proxy is the one endpoint: it spreads r
 replicas, streams their answers, and queues at most ``max_ongoing_requests`` per replica
 (``--batch`` + ``--max-waiting``, the single server's capacity, not Ray's default of 5).
 ``check_health`` fails when the replica's engine loop has stopped, so Ray replaces it.
+``/metrics`` answers for every replica, each series labelled ``replica`` (``MetricsBoard``).
 
 Ray is imported only here, and only ``serve --replicas``/``--min-replicas`` imports this
 module. Each replica is pinned to one GPU on CUDA and to ``replica_cpus`` CPUs otherwise.
@@ -16,12 +17,20 @@ module. Each replica is pinned to one GPU on CUDA and to ``replica_cpus`` CPUs o
 from __future__ import annotations
 
 import dataclasses
+import logging
+import threading
 import time
 
 from a2d_guard.errors import A2DGuardError
 from a2d_guard.server.settings import ServerConfig
 
 APP_NAME = "a2d-guard"
+RAY_NAMESPACE = "a2d_guard"
+METRICS_BOARD = "a2d-guard-metrics"
+METRICS_PUBLISH_S = 1.0
+METRICS_MAX_AGE_S = 10.0
+
+log = logging.getLogger("a2d_guard.server")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -86,8 +95,51 @@ class EngineReplica:
         os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
         self.config = config
         self.server_app = build_app(load_llm(config), config)  # not `app`: the ingress wrapper owns that name
-        self.server_app.state.server.replica = _replica_id()  # /health names the replica that answered
+        state = self.server_app.state.server
+        state.replica = _replica_id()  # /health names the replica that answered
         self.started = time.time()
+        self._board = None
+        if state.replica is not None:  # on Ray Serve (not the class alone, in a test)
+            state.cluster_metrics = self._cluster_metrics
+            threading.Thread(target=self._publish_metrics, name="a2d-metrics-publish", daemon=True).start()
+
+    async def _cluster_metrics(self, own: bytes) -> bytes:
+        """``/metrics`` on any replica: every live replica's series, labelled ``replica``."""
+        from a2d_guard.server.metrics import merge_expositions
+
+        replica, texts = self.server_app.state.server.replica, {}
+        board = self._metrics_board()
+        if board is not None:
+            try:
+                board.put.remote(replica, own.decode())
+                texts = await board.recent.remote(METRICS_MAX_AGE_S)
+            except Exception as exc:  # the board's actor is gone: this replica's own numbers, labelled
+                log.warning("metrics board unreachable (%s); answering this replica's metrics only", exc)
+                self._board = None
+        return merge_expositions({**texts, replica: own.decode()})
+
+    def _publish_metrics(self) -> None:
+        state = self.server_app.state.server
+        while True:
+            time.sleep(METRICS_PUBLISH_S)
+            board = self._metrics_board()
+            try:
+                if board is not None:
+                    board.put.remote(state.replica, state.render_metrics().decode())
+            except Exception as exc:  # the board gone (looked up again next time) or the replica stopping
+                log.warning("replica %s could not publish its metrics: %r", state.replica, exc)
+                self._board = None
+
+    def _metrics_board(self):
+        """The application's board (``build_deployment`` made it), looked up until found."""
+        if self._board is None:
+            try:
+                import ray
+
+                self._board = ray.get_actor(METRICS_BOARD, namespace=RAY_NAMESPACE)
+            except Exception:  # not there (yet): this replica's own numbers until it is
+                return None
+        return self._board
 
     def __serve_build_asgi_app__(self):
         return self.server_app
@@ -108,9 +160,36 @@ def _replica_id() -> str | None:
         return None
 
 
+class MetricsBoard:
+    """A Ray actor holding each replica's latest Prometheus exposition, so that ``/metrics`` on
+    whichever replica the proxy picks answers for all of them (each replica publishes every
+    ``METRICS_PUBLISH_S``; one silent for ``METRICS_MAX_AGE_S`` is dead and drops out)."""
+
+    def __init__(self):
+        self.texts: dict[str, tuple[float, str]] = {}
+
+    def put(self, replica: str, text: str) -> None:
+        self.texts[replica] = (time.monotonic(), text)
+
+    def recent(self, max_age_s: float) -> dict[str, str]:
+        now = time.monotonic()
+        self.texts = {r: (t, text) for r, (t, text) in self.texts.items() if now - t <= max_age_s}
+        return {r: text for r, (_, text) in self.texts.items()}
+
+
+_board_handle = None  # build_deployment's handle on the board
+
+
 def build_deployment(config: ServerConfig, scale: ScaleConfig, cuda: bool):
-    """The bound Ray Serve application of engine replicas."""
+    """The bound Ray Serve application of engine replicas (and its metrics board, owned by
+    the process that builds it)."""
+    import ray
     from ray import serve
+
+    global _board_handle  # an actor lives while a handle does: held for this (the driver's) process
+    _board_handle = ray.remote(num_cpus=0)(MetricsBoard).options(name=METRICS_BOARD, namespace=RAY_NAMESPACE,
+                                                                 get_if_exists=True).remote()
+    ray.get(_board_handle.recent.remote(0.0))  # registered under its name before any replica looks
 
     cls = serve.ingress()(EngineReplica)
     return serve.deployment(**deployment_options(config, scale, cuda))(cls).bind(config)

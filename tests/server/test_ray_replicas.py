@@ -74,6 +74,39 @@ def test_two_replicas_answer_as_the_single_server_does(replicas):
     assert r.status_code == 400 and r.json()["error"]["param"] == "seed"  # the same bounds on every replica
 
 
+def _finished_by_replica(url: str) -> dict[str, float]:
+    """``a2d_guard:request_success`` summed over finish reasons, per ``replica`` label, from one scrape."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    r = httpx.get(url + "/metrics", timeout=30)
+    assert r.status_code == 200, r.text
+    out: dict[str, float] = {}
+    for family in text_string_to_metric_families(r.text):
+        for sample in family.samples:
+            if sample.name == "a2d_guard:request_success_total":
+                out[sample.labels["replica"]] = out.get(sample.labels["replica"], 0.0) + sample.value
+    return out
+
+
+def test_metrics_on_any_replica_add_up_across_replicas(replicas):
+    """The proxy sends a scrape to one replica; it answers for both, labelled, so the sum over
+    replicas counts every request once (each replica publishes every METRICS_PUBLISH_S)."""
+    from a2d_guard.server.ray_app import METRICS_PUBLISH_S
+
+    url = replicas
+    time.sleep(2 * METRICS_PUBLISH_S)  # what earlier tests did is published by both replicas
+    before = [_finished_by_replica(url) for _ in range(6)]
+    assert all(len(b) == 2 for b in before), before  # whichever replica answered, both are in it
+    assert len({sum(b.values()) for b in before}) == 1, before
+    with ThreadPoolExecutor(4) as pool:
+        codes = list(pool.map(lambda i: httpx.post(url + "/v1/completions", timeout=120, json={
+            "prompt": f"count {i}", "max_tokens": 16, "seed": i}).status_code, range(8)))
+    assert codes == [200] * 8
+    time.sleep(2 * METRICS_PUBLISH_S)
+    after = [_finished_by_replica(url) for _ in range(6)]
+    assert {sum(a.values()) - sum(before[0].values()) for a in after} == {8.0}, (before[0], after)
+
+
 LONG = {"max_tokens": 64, "extra_body": {"steps": 64, "block_length": 8}}  # a request that lasts a while
 
 
