@@ -136,12 +136,12 @@ class Guard:
         if first.flagged:
             return GuardedOutput(refusal_text, True, "prompt", first)
         try:
-            params = SamplingParams(**{"eos_threshold": self.threshold, **sampling})
+            params = SamplingParams(**{"eos_threshold": self.threshold, **sampling, "refusal_text": refusal_text})
         except TypeError as exc:
             raise A2DGuardError(f"generate: {exc}; pass SamplingParams fields (gen_length, steps, ...)") from None
         out = self.llm.generate([prompt], params)[0].outputs[0]
-        if out.rejected:
-            return GuardedOutput(refusal_text, True, "content_filter", first, out)
+        if out.rejected:  # the output processor's text: the refusal text, as LLM.generate answers
+            return GuardedOutput(out.text, True, "content_filter", first, out)
         verdict = self.check(prompt, out.text)
         if verdict.flagged:
             return GuardedOutput(refusal_text, True, "response", verdict, out)

@@ -134,14 +134,13 @@ def _run_engine(loaded, prompts, params, prefill, chat, batch, cache) -> list[di
 def _run_reference(loaded, prompts, params, prefill, chat, batch, cache) -> list[dict]:
     from a2d_guard.diffusion.prompts import encode_prompt
     from a2d_guard.diffusion.reference import reference_generate
+    from a2d_guard.engine.output_processor import answer_text
 
     model, tokenizer, spec = loaded
     records = []
     for text in prompts:
         r = reference_generate(model, spec, encode_prompt(tokenizer, spec, text, prefill=prefill, chat=chat), params)
-        out_text = tokenizer.decode(r.token_ids, skip_special_tokens=True)
-        if r.finish_reason == "content_filter" and params.refusal_text is not None:
-            out_text = params.refusal_text
+        out_text = answer_text(tokenizer, r.token_ids, r.finish_reason, params.refusal_text)
         infill = tokenizer.decode(r.infill_ids, skip_special_tokens=False) if r.infill_ids else None
         records.append(_record(text, out_text, r.token_ids, r.finish_reason, r.steps, r.p_eos, r.reject_step, infill))
     return records

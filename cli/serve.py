@@ -63,7 +63,8 @@ def serve(
     eos_threshold: Annotated[float | None, typer.Option(help="Default A2D monitor threshold, 1.0 = off "
                                                         "(default: 0.9).")] = None,
     refusal_text: Annotated[str | None, typer.Option(help="Default content of a rejected answer "
-                                                     "(default: empty).")] = None,
+                                                     "(default: the text committed before the rejection, "
+                                                     "often empty).")] = None,
     shutdown_timeout: Annotated[float | None, typer.Option(help="Seconds running requests get to finish after "
                                                            "SIGTERM/SIGINT (default: 30).")] = None,
     replicas: Annotated[int | None, typer.Option(help="Run N engine replicas (one per GPU) behind one endpoint "

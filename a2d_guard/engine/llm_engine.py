@@ -19,6 +19,7 @@ from collections.abc import Sequence as Seq
 from a2d_guard.config import SamplingParams
 from a2d_guard.diffusion.canvas import protocol_params, response_tokens
 from a2d_guard.engine.input_processor import InputProcessor, RequestLimits
+from a2d_guard.engine.output_processor import answer_text
 from a2d_guard.engine.outputs import CompletionOutput, RequestMetrics, RequestOutput
 from a2d_guard.engine.runner import ModelRunner
 from a2d_guard.engine.scheduler import Scheduler
@@ -212,9 +213,7 @@ class LLMEngine:
                        SequenceStatus.FINISHED_STOPPED: seq.stop_position}.get(status, seq.length)
             token_ids = response_tokens(canvas, seq.prompt_length, self.spec.end_ids, stop_at)
             infill = canvas[: seq.prompt_length][seq.generated[: seq.prompt_length]].tolist()
-        text = self.tokenizer.decode(token_ids, skip_special_tokens=True) if self.tokenizer else ""
-        if status is SequenceStatus.FINISHED_REJECTED and seq.params.refusal_text is not None:
-            text = seq.params.refusal_text
+        text = answer_text(self.tokenizer, token_ids, status.value, seq.params.refusal_text)
         completion = CompletionOutput(
             index=0, text=text, token_ids=token_ids, finish_reason=status.value, steps=seq.num_steps,
             p_eos=seq.p_eos, reject_step=seq.reject_step,

@@ -1,23 +1,20 @@
 """One HTTP request's samples on their way through the engine loop.
 
 A request has ``n`` samples per prompt (and a completion request may carry several
-prompts); each is one engine request, all share one ``Sink``. This module turns engine
-events into the text a client sees:
-- streams show only *visible* text: the committed prefix left of the leftmost mask, cut at
-  the first end token. The last visible token is held back until the next one (or the end)
-  arrives, so a detokenizer that merges it with what follows (WordPiece ``##``, a split
-  UTF-8 character) never has to take text back; with ``stop`` strings, a tail that could
-  still grow into one is held back too;
+prompts); each is one engine request, all share one ``Sink``. What a client reads comes from the output
+processor (``a2d_guard.engine.output_processor``), as for the library and the CLI:
+- streams show only *visible* text (the committed prefix left of the leftmost mask, cut at
+  the first end token), detokenized incrementally, with the last token held back;
 - ``stop`` strings cut the text and finish the sample with ``stop``; when a stop string is
   already visible, the engine request is aborted at once (the text left of it is final and
   is streamed at once; the sample closes when the engine reports the abort, so its ``a2d``
   fields and the ``stop`` metric are the engine's);
-- an A2D rejection (``content_filter``) answers the refusal text (default ``""``), not
-  the committed text. A stream cannot take back what it showed: when the monitor fires
-  before any text was streamed, the chunks add up to the plain answer (the refusal text);
-  when visible text was streamed first, the final chunk carries no more text, its
-  ``finish_reason`` is ``content_filter`` and ``a2d.refusal_text`` holds the answer a client
-  should show instead of what it streamed.
+- an A2D rejection (``content_filter``) answers the request's refusal text when it sets one,
+  else the text committed left of the rejection (the engine's text, often empty). A stream
+  cannot take back what it showed: when the monitor fires before any text was streamed,
+  the chunks add up to the plain answer; when visible text was streamed first and a refusal
+  text replaces it, the final chunk carries no more text, its ``finish_reason`` is
+  ``content_filter`` and ``a2d.refusal_text`` holds the answer a client should show instead.
 """
 
 from __future__ import annotations
@@ -26,15 +23,10 @@ import logging
 from dataclasses import dataclass, field
 
 from a2d_guard.config import SamplingParams
+from a2d_guard.engine.output_processor import TextStream, find_stop
 from a2d_guard.server.engine_loop import EngineLoop, Failed, Finished, Sink, Submission, Visible
 
 log = logging.getLogger("a2d_guard.server")
-
-
-def _cut_at_stop(text: str, stops: list[str]) -> int:
-    """Index of the earliest stop string in ``text``; -1 when there is none."""
-    hits = [i for i in (text.find(s) for s in stops) if i >= 0]
-    return min(hits) if hits else -1
 
 
 @dataclass
@@ -43,7 +35,7 @@ class Choice:
     request_id: str
     prompt_ids: list[int]
     params: SamplingParams
-    sent: str = ""  # text already streamed
+    stream: TextStream
     text: str = ""
     finish_reason: str | None = None
     num_tokens: int = 0
@@ -62,11 +54,10 @@ class Generation:
                  params: list[SamplingParams], stops: list[str], stream: bool):
         self.loop, self.tokenizer, self.stops, self.stream = loop, tokenizer, stops, stream
         n = len(params)
-        self.choices = [Choice(p * n + j, f"{http_id}-{p * n + j}", ids, params[j])
+        self.choices = [Choice(p * n + j, f"{http_id}-{p * n + j}", ids, params[j], TextStream(tokenizer, stops))
                         for p, ids in enumerate(prompts) for j in range(n)]
         self._by_id = {c.request_id: c for c in self.choices}
         self._watch = stream or bool(stops)
-        self._holdback = max((len(s) for s in stops), default=1) - 1
         self.sink: Sink | None = None
 
     @property
@@ -102,9 +93,6 @@ class Generation:
             if delta or c.done:
                 yield c, delta
 
-    def _decode(self, ids: list[int]) -> str:
-        return self.tokenizer.decode(ids, skip_special_tokens=True)
-
     def _apply(self, c: Choice, event) -> str:
         if isinstance(event, Visible):
             return self._on_visible(c, event.token_ids)
@@ -117,20 +105,11 @@ class Generation:
     def _on_visible(self, c: Choice, ids: list[int]) -> str:
         if c.stop_text is not None:  # cut already; waiting for the engine to report the abort
             return ""
-        if self.stops:
-            full = self._decode(ids)
-            cut = _cut_at_stop(full, self.stops)
-            if cut >= 0:  # the text left of a visible stop string is final
-                self.loop.abort(c.request_id, stop_cut=True)
-                c.num_tokens, c.stop_text = len(ids), full[:cut]
-                return self._advance(c, c.stop_text)
-        safe = self._decode(ids[:-1])
-        if self.stops and self._holdback:
-            safe = safe[: max(0, len(safe) - self._holdback)]
-        if len(safe) > len(c.sent) and safe.startswith(c.sent):
-            delta, c.sent = safe[len(c.sent):], safe
-            return delta
-        return ""
+        delta, stop_text = c.stream.visible(ids)
+        if stop_text is not None:  # the text left of a visible stop string is final
+            self.loop.abort(c.request_id, stop_cut=True)
+            c.num_tokens, c.stop_text = len(ids), stop_text
+        return delta
 
     def _on_finished(self, c: Choice, event: Finished) -> str:
         out = event.output.outputs[0]
@@ -144,27 +123,18 @@ class Generation:
         if out.finish_reason == "abort":  # only we abort
             c.error = "aborted"
             return ""
-        if out.rejected:
-            c.text, c.finish_reason = c.params.refusal_text or "", "content_filter"
-            if self.stream and c.sent:  # what was streamed cannot be taken back: say what to show instead
-                c.a2d["refusal_text"] = c.text
-                return ""
-            return c.text
-        text, reason = out.text, out.finish_reason
-        cut = _cut_at_stop(text, self.stops) if self.stops else -1
+        if out.rejected and c.params.refusal_text is not None and self.stream and c.stream.sent:
+            # what was streamed cannot be taken back: say what to show instead
+            c.text, c.finish_reason = out.text, out.finish_reason
+            c.a2d["refusal_text"] = c.text
+            return ""
+        text, reason = out.text, out.finish_reason  # the output processor's text (refusal text included)
+        cut = find_stop(text, self.stops) if self.stops and not out.rejected else -1
         if cut >= 0:
             text, reason = text[:cut], "stop"
         return self._close(c, text, reason)
 
-    def _close(self, c: Choice, text: str, reason: str) -> str:
-        c.text, c.finish_reason = text, reason
-        return self._advance(c, text)
-
     @staticmethod
-    def _advance(c: Choice, text: str) -> str:
-        """The part of ``text`` not streamed yet (``text`` extends what was)."""
-        if not text.startswith(c.sent):  # cannot happen with a prefix-stable detokenizer
-            log.warning("request %s: streamed text %r is not a prefix of the final text", c.request_id, c.sent)
-            return ""
-        delta, c.sent = text[len(c.sent):], text
-        return delta
+    def _close(c: Choice, text: str, reason: str) -> str:
+        c.text, c.finish_reason = text, reason
+        return c.stream.advance(text)

@@ -24,6 +24,7 @@ from fastapi.responses import JSONResponse
 
 from a2d_guard.config import SamplingParams
 from a2d_guard.diffusion.canvas import check_request
+from a2d_guard.engine.output_processor import answer_text
 from a2d_guard.errors import A2DGuardError
 from a2d_guard.server.params import request_field, sampling_params
 from a2d_guard.server.protocol import ChatCompletionRequest, CompletionRequest, RequestError
@@ -118,10 +119,7 @@ class DecodeRoutes:
         choices = []
         for index, out in enumerate(outcomes):
             params = samples[index % len(samples)]
-            if out["finish_reason"] == "content_filter" and params.refusal_text is not None:
-                text = params.refusal_text
-            else:  # a rejection without refusal_text: what was committed left of it (DESIGN §4), as LLM's
-                text = tokenizer.decode(out["token_ids"], skip_special_tokens=True)
+            text = answer_text(tokenizer, out["token_ids"], out["finish_reason"], params.refusal_text)
             content = {"message": {"role": "assistant", "content": text}} if chat else {"text": text}
             choices.append({"index": index, **content, "logprobs": None, "finish_reason": out["finish_reason"],
                             "a2d": {"p_eos": out["p_eos"], "reject_step": out["reject_step"], "steps": out["steps"]}})

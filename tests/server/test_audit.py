@@ -370,6 +370,47 @@ def test_a_stream_rejected_mid_way_never_glues_the_refusal_onto_its_text(tiny64)
         handle.remove()
 
 
+def test_one_rejected_request_gives_one_text_in_the_library_the_server_its_stream_and_guard(tiny64):
+    """The output processor's promise (DESIGN §13): a request the monitor rejects after text
+    was committed answers that text (no refusal_text) or the refusal text, the same in
+    ``LLM.generate``, the server's plain answer, the concatenated stream and ``Guard.generate``."""
+    from a2d_guard.config import SamplingParams
+    from a2d_guard.engine.llm import LLM
+    from a2d_guard.guard import Guard
+
+    model, tokenizer, spec = tiny64
+    marker = tokenizer.convert_tokens_to_ids("canada")
+    llm = LLM.from_loaded(*tiny64, max_num_seqs=1)
+    prompt_length = len(llm.processor.encode_messages(_msg("tell me about canada")))
+    handle = _refuses_mid_way(model, spec, marker, prompt_length)
+    try:
+        library = {}
+        for refusal in (None, "[REFUSED]"):
+            out = llm.generate(["tell me about canada"], SamplingParams(seed=0, logit_bias={marker: -100},
+                                                                     refusal_text=refusal))[0].outputs[0]
+            assert out.finish_reason == "content_filter" and out.reject_step > 0
+            library[refusal] = out.text
+        assert library[None] and library[None] != "[REFUSED]" and library["[REFUSED]"] == "[REFUSED]"
+        guard = Guard.from_llm(llm, threshold=1.0)  # its own probes never flag; the engine's monitor at 0.9
+        guarded = guard.generate("tell me about canada", refusal_text="[REFUSED]", seed=0, eos_threshold=0.9,
+                                 logit_bias={marker: -100})
+        assert (guarded.reason, guarded.text) == ("content_filter", library["[REFUSED]"])
+        with running_server(tiny64, batch=2) as (url, _):
+            for refusal, text in library.items():
+                body = {"messages": _msg("tell me about canada"), "seed": 0, "logit_bias": {str(marker): -100},
+                        **({"refusal_text": refusal} if refusal else {})}
+                plain = httpx.post(url + CHAT, json=body, timeout=60).json()["choices"][0]
+                assert (plain["finish_reason"], plain["message"]["content"]) == ("content_filter", text)
+                with httpx.stream("POST", url + CHAT, json={**body, "stream": True}, timeout=60) as r:
+                    parts = [json.loads(line[6:])["choices"][0] for line in r.iter_lines()
+                             if line.startswith("data: {")]
+                streamed = "".join(c["delta"].get("content") or "" for c in parts)
+                assert parts[-1]["finish_reason"] == "content_filter"
+                assert parts[-1]["a2d"].get("refusal_text", streamed) == text
+    finally:
+        handle.remove()
+
+
 def _exchange(sock: socket.socket, path: str, body: bytes) -> tuple[int, dict, bytes]:
     """One HTTP/1.1 request on an open socket; (status, headers, body) read by Content-Length."""
     sock.sendall(f"POST {path} HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
