@@ -9,6 +9,8 @@ import zipfile
 from importlib import resources
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parents[1]
 DATA = ("a2d_guard/py.typed", "a2d_guard/models/tiny_vocab.txt", "a2d_guard/demo/templates.yaml",
         "a2d_guard/training/recipes/paper.yaml", "a2d_guard/integrations/nemo_rails/config.yml",
@@ -19,6 +21,7 @@ def test_installed_package_is_marked_typed():
     assert resources.files("a2d_guard").joinpath("py.typed").is_file()
 
 
+@pytest.mark.slow
 def test_wheel_ships_the_package_data(tmp_path):
     src = tmp_path / "src"  # build from a copy: setuptools writes build/ and egg-info next to pyproject.toml
     src.mkdir()

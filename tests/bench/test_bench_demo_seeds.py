@@ -7,6 +7,8 @@ import importlib.util
 import json
 from pathlib import Path
 
+import pytest
+
 from a2d_guard.demo.criteria import CRITERIA
 from a2d_guard.demo.evaluate import EvalSettings
 from a2d_guard.demo.runner import DemoPlan, run_demo
@@ -23,6 +25,7 @@ def load_bench():
     return module
 
 
+@pytest.mark.slow
 def test_the_file_carries_command_machine_criteria_and_every_world(tmp_path, capsys):
     results = run_demo(tmp_path / "d", dataclasses.replace(PLAN), log=lambda *_: None)
     bench = load_bench()

@@ -89,6 +89,7 @@ def test_agreement_counts_shown_tokens_over_the_longer_answer(peers):
     assert peers.agreement([[1, 2]], [[1, 9]], stops) == {"token_agreement": 0.5, "identical": 0.0}
 
 
+@pytest.mark.slow
 def test_a_peer_without_its_source_is_skipped_with_the_reason(peers, tmp_path):
     out = tmp_path / "peers.json"
     code = peers.main(["--peers-dir", str(tmp_path / "empty"), "--venv-dir", str(tmp_path / "venvs"),

@@ -14,6 +14,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parents[2]
 SCRIPT = ROOT / "bench" / "gpu_check.py"
 
@@ -26,6 +28,7 @@ def load_check():
     return module
 
 
+@pytest.mark.slow
 def test_smoke_run_writes_every_part(tmp_path):
     proc = subprocess.run([sys.executable, str(SCRIPT), "--smoke", "--out", str(tmp_path)],
                           capture_output=True, text=True, cwd=ROOT, timeout=280)
@@ -57,6 +60,7 @@ def test_smoke_run_writes_every_part(tmp_path):
     assert train["checkpointing_off"]["tokens_per_s"] > 0
 
 
+@pytest.mark.slow
 def test_a_part_past_its_timeout_is_killed_and_recorded(tmp_path):
     check = load_check()
     status, code, seconds = check.run_command([sys.executable, "-c", "import time; time.sleep(60)"], 1,
@@ -73,6 +77,7 @@ def test_a_part_the_budget_cannot_fit_is_skipped_not_started(tmp_path):
     assert report["parts"]["train"]["status"] == "skipped" and "budget" in report["parts"]["train"]["why"]
 
 
+@pytest.mark.slow
 def test_without_the_install_the_package_still_imports_from_the_repo(tmp_path):
     """The fallback when ``pip install -e .`` fails on the device: cli/ and triton_kernels/ resolve
     inside a2d_guard, from links to the repo, even for ``python -m`` run in the repo root."""

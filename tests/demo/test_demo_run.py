@@ -9,6 +9,7 @@ import os
 import shutil
 import warnings
 
+import pytest
 from a2d_guard.cli.main import app
 from typer.testing import CliRunner
 
@@ -22,6 +23,7 @@ MINI = DemoPlan(base_steps=6, adapter_steps=2, batch_size=8, max_length=48,
                 eval=EvalSettings(gen_length=16, steps=4, block_length=8, max_prompts=2))
 
 
+@pytest.mark.slow
 def test_miniature_demo_reuses_and_is_deterministic(tmp_path):
     logs = []
     first = run_demo(tmp_path / "a", MINI, log=logs.append)["seeds"][0]
@@ -55,6 +57,7 @@ def test_miniature_demo_reuses_and_is_deterministic(tmp_path):
     assert fresh["models"] == first["models"]
 
 
+@pytest.mark.slow
 def test_a_copied_demo_folder_is_reused_and_a_changed_recipe_retrains(tmp_path):
     """Reuse is by content (config, data, base weights), not by path: see demo/fingerprint.py."""
     run_demo(tmp_path / "a", MINI, log=lambda *_: None)
@@ -69,6 +72,7 @@ def test_a_copied_demo_folder_is_reused_and_a_changed_recipe_retrains(tmp_path):
     assert [s["result"] for s in changed["stages"][: len(MODELS)]] == ["reused"] + ["trained"] * (len(MODELS) - 1)
 
 
+@pytest.mark.slow
 def test_cli_states_its_stages_and_total_time(tmp_path, monkeypatch):
     monkeypatch.setattr(runner, "DEFAULT_PLAN", MINI)  # the CLI's full plan takes minutes
     for name in numerics.PINNED:  # the CLI pins them for its process; keep this one's as it was
@@ -94,6 +98,7 @@ SWEEP = dataclasses.replace(MINI, base_steps=2, adapter_steps=1, content_steps_f
                             eval=dataclasses.replace(MINI.eval, max_prompts=1))
 
 
+@pytest.mark.slow
 def test_a_seed_sweep_reports_every_world_and_the_median_with_the_range(tmp_path, monkeypatch):
     monkeypatch.setattr(runner, "DEFAULT_PLAN", SWEEP)
     for name in numerics.PINNED:

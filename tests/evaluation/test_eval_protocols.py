@@ -11,6 +11,7 @@ from a2d_guard.evaluation.judge_choice import make_judge
 from a2d_guard.evaluation.run import EvalSettings, EvalTask, run_eval
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("protocol, temperature", [("llada", 0.8), ("a2d", 0.0)])
 def test_eval_protocol_records_equal_the_readable_decoder(tiny64, fixture_files, protocol, temperature):
     model, tok, spec = tiny64

@@ -91,6 +91,7 @@ def _run(script, mode: str) -> subprocess.CompletedProcess:
                           text=True, timeout=300)
 
 
+@pytest.mark.slow
 def test_kernels_compile_for_sm90(tmp_path):
     pytest.importorskip("triton")
     script = tmp_path / "build_sm90.py"  # @triton.jit needs its source in a file

@@ -140,6 +140,7 @@ def test_kernel_matches_ref(device, dtype, m, v, block_v, eos_id):
     _assert_matches_ref(got, want, *args)
 
 
+@pytest.mark.slow
 @needs_triton
 def test_kernel_sample_is_a_function_of_the_counters_only(device):
     """Same counters -> same x0, whatever the batch order, tile size or repeat."""

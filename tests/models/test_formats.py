@@ -67,6 +67,7 @@ def test_plain_folders_match_no_format_and_bad_names_are_refused(registry):
         register_checkpoint_format("bad", lambda raw: False, "no_colon_here")
 
 
+@pytest.mark.slow
 def test_compressed_folder_loads_without_importing_compress_first(tmp_path, tiny32):
     """A fresh interpreter: a plain load leaves compress unimported, a compressed one imports it."""
     from a2d_guard.compress.apply import CompressConfig, compress_model

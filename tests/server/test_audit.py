@@ -263,6 +263,7 @@ def _closed_by_server(sock: socket.socket, within: float) -> bytes:
         data += chunk
 
 
+@pytest.mark.slow
 def test_idle_and_half_sent_connections_are_closed(tiny64):
     with running_server(tiny64, batch=2, timeout_header=0.5, timeout_body=0.5) as (url, _):
         idle = _connect(url)
@@ -516,6 +517,7 @@ def test_the_schema_documents_400_not_422(audit):
                 assert ref == "#/components/schemas/ErrorResponse"
 
 
+@pytest.mark.slow
 def test_docs_sit_behind_the_key_and_a_utf8_key_matches(tiny64, tmp_path):
     key = "clé-ü-🔑"
     key_file = tmp_path / "key"
@@ -556,6 +558,7 @@ def _long_body():
             "logit_bias": {"2": -100, "3": -100}}
 
 
+@pytest.mark.slow
 def test_sigterm_answers_new_requests_503_and_cut_off_ones_with_json(tiny64):
     """The first SIGTERM (uvicorn's handler, called as the signal would): still listening, new
     requests 503, /health "draining"; a request cut off by --shutdown-timeout gets a JSON 503,
@@ -625,6 +628,7 @@ def test_a_second_sigterm_exits_at_once(tiny64):
             bg.stop()
 
 
+@pytest.mark.slow
 def test_the_cli_warns_when_the_key_is_a_flag_and_exits_0_on_sigterm():
     proc, url, lines = _start_cli("--api-key", "flag-key")
     try:

@@ -224,6 +224,7 @@ def test_a_request_with_non_finite_logits_fails_alone(tiny64):
     assert torch.isfinite(model.get_input_embeddings()(torch.tensor([[marker]]))).all()
 
 
+@pytest.mark.slow
 def test_sigterm_drains_running_requests_and_exits_0(tmp_path):
     env = {**os.environ, "A2D_GUARD_API_KEY": "k3y"}
     proc = subprocess.Popen([sys.executable, "-m", "a2d_guard.cli.main", "serve", "--port", "0", "--batch", "4",

@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 
 import httpx
+import pytest
 import schemathesis
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -45,6 +46,7 @@ def _fuzz_operation(op, mode, url: str, seen: list) -> list[str]:
     return failures
 
 
+@pytest.mark.slow
 def test_no_generated_request_gives_a_5xx(server):
     url, state = server
     schema = schemathesis.openapi.from_url(url + "/openapi.json")
@@ -84,6 +86,7 @@ _bodies = st.one_of(
 )
 
 
+@pytest.mark.slow
 def test_random_and_oversized_bodies_never_hurt_the_next_request(server):
     url, state = server
 
@@ -110,6 +113,7 @@ EDGE_VALUES = [-(2**63) - 1, -1, 0, 1, 2**31, 2**53 + 1, 2**63 - 1, 2**63, 2**64
                "16", None]
 
 
+@pytest.mark.slow
 def test_edge_numbers_in_every_numeric_field_are_answered_without_a_5xx(server):
     """Every numeric field at every edge of the ranges a JSON number can take (int64, float,
     strings, booleans): each answer is a 200 or a 4xx, and the engine keeps serving."""

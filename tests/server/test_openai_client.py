@@ -178,6 +178,7 @@ def test_neutral_openai_fields_are_accepted(client, tiny64):
     assert (got.message.content, got.finish_reason) == (want.text, want.finish_reason)
 
 
+@pytest.mark.slow
 def test_64_concurrent_clients_each_get_their_own_answer(server, tiny64):
     """Batch invariance across HTTP: every answer equals LLM.generate of that request alone."""
     from openai import OpenAI

@@ -48,6 +48,7 @@ def replicas():
             os.environ.pop(ray_proxy.PROXY_CALLBACK_ENV, None)
 
 
+@pytest.mark.slow
 def test_two_replicas_answer_as_the_single_server_does(replicas):
     from openai import OpenAI
 
@@ -88,6 +89,7 @@ def _finished_by_replica(url: str) -> dict[str, float]:
     return out
 
 
+@pytest.mark.slow
 def test_metrics_on_any_replica_add_up_across_replicas(replicas):
     """The proxy sends a scrape to one replica; it answers for both, labelled, so the sum over
     replicas counts every request once (each replica publishes every METRICS_PUBLISH_S)."""
@@ -137,6 +139,7 @@ def _wait_for_replicas(url: str, count: int, not_these: set, timeout: float = 12
     raise AssertionError(f"never saw {count} healthy replicas other than {not_these}")
 
 
+@pytest.mark.slow
 def test_a_replica_killed_under_load_costs_only_its_own_requests(replicas):
     from openai import APIError, OpenAI, RateLimitError
 
@@ -205,6 +208,7 @@ def test_a_replica_killed_under_load_costs_only_its_own_requests(replicas):
     client.close()
 
 
+@pytest.mark.slow
 def test_every_replica_full_is_a_429_with_openai_body(replicas):
     url = replicas
     body = {"model": "tiny", "prompt": "count to ten", "max_tokens": 64, "steps": 64, "block_length": 8}
@@ -239,6 +243,7 @@ def test_check_health_fails_once_the_engine_loop_is_dead():
         asyncio.run(replica.check_health())
 
 
+@pytest.mark.slow
 def test_scale_flags_are_checked():
     from a2d_guard.errors import A2DGuardError
     from a2d_guard.server.ray_app import ScaleConfig, deployment_options

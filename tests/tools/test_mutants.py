@@ -32,6 +32,7 @@ def _mutant(mid, original, replacement):
     return mutants.Mutant(mid, "a rule", "mod.py", original, replacement, ("test_mod.py",))
 
 
+@pytest.mark.slow
 def test_caught_survived_restored_and_reported(project):
     listed = (_mutant("strict", "return p > tau", "return p >= tau"),
               _mutant("double", "return 2 * x", "return 3 * x"))  # no test looks at double()

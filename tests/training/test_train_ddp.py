@@ -5,12 +5,14 @@ import os
 import subprocess
 import sys
 
+import pytest
 import torch
 from safetensors.torch import load_file
 
 from a2d_guard.training import TrainConfig, train
 
 
+@pytest.mark.slow
 def test_two_processes_match_one(data_file, tmp_path):
     common = dict(data=data_file, max_length=32, lr=1e-3, lora_r=4, lora_alpha=8, lora_dropout=0.0,
                   max_steps=3, save_every=0, progress=False)
