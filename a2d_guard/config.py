@@ -9,10 +9,11 @@ from __future__ import annotations
 import math
 from dataclasses import asdict, dataclass, field, replace
 
+from a2d_guard.diffusion.policies import POLICIES, DecodePolicy, policy_named
 from a2d_guard.errors import A2DGuardError
 
 REMASKING_MODES = ("low_confidence", "margin", "entropy", "random", "left_to_right", "right_to_left")
-PROTOCOLS = ("ours", "llada", "a2d")  # decode protocols (DESIGN §11; defined in diffusion/protocols.py)
+PROTOCOLS = tuple(POLICIES)  # decode protocols (DESIGN §11): ours, llada, a2d (diffusion/policies.py)
 MAX_SEED = 2**63 - 1  # the sampler hashes the seed as an int64 counter (triton_kernels/rng.py)
 MAX_LOGIT_BIAS = 300  # entries per request, as OpenAI's API allows
 MAX_GEN_LENGTH = 1 << 20  # far beyond any model's positions; bounds the work of validating a length
@@ -33,7 +34,7 @@ class SamplingParams:
     first (at least one per step); a block ends as soon as its masks are gone, so ``steps``
     no longer fixes the step count (a block takes at most one step per mask in it).
 
-    ``protocol`` (DESIGN §11, ``diffusion/protocols.py``): ``ours`` (the above), ``llada``
+    ``protocol`` (DESIGN §11, ``diffusion/policies.py``): ``ours`` (the above), ``llada``
     (LLaDA's ``generate.py`` budget, no early stop) or ``a2d`` (the A2D authors' DIJA decode:
     only the prompt's masks, one per step, at their fixed temperature, so ``gen_length`` and
     ``temperature`` are not used). It lives here, not on the engine, because it is how *this*
@@ -56,6 +57,11 @@ class SamplingParams:
         if self.logit_bias is None:  # as OpenAI's default: no bias
             object.__setattr__(self, "logit_bias", {})
         self.validate()
+
+    @property
+    def policy(self) -> DecodePolicy:
+        """This request's decode policy (``diffusion/policies.py``): every rule in which protocols differ."""
+        return POLICIES[self.protocol]
 
     @property
     def num_blocks(self) -> int:
@@ -114,15 +120,7 @@ class SamplingParams:
                 f"parallel_threshold must be None (exact transfer budget) or a number in (0, 1], got "
                 f"{self.parallel_threshold!r}; e.g. 0.9 (Fast-dLLM's setting)", param="parallel_threshold"
             )
-        if self.protocol not in PROTOCOLS:
-            raise A2DGuardError(f"unknown protocol {self.protocol!r}; use one of {', '.join(PROTOCOLS)}",
-                                param="protocol")
-        if self.protocol != "ours" and self.parallel_threshold is not None:
-            raise A2DGuardError(
-                f"parallel_threshold={self.parallel_threshold!r} works with protocol 'ours' only (the {self.protocol} "
-                "protocol fixes its own per-step budget); drop parallel_threshold or use protocol='ours'",
-                param="parallel_threshold",
-            )
+        policy_named(self.protocol).check(self)  # an unknown protocol, or a setting its policy refuses
         if not _is_int(self.seed) or not 0 <= self.seed <= MAX_SEED:
             raise A2DGuardError(f"seed must be an integer in [0, 2**63 - 1] (the sampler's int64 counter), "
                                 f"got {self.seed!r}", param="seed")

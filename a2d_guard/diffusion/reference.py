@@ -1,7 +1,10 @@
-"""The reference sampler: one sequence, plain and readable, the golden oracle (DESIGN §4).
+"""The reference sampler: one sequence, plain and readable, the golden oracle (DESIGN §4, §13).
 
-LLaDA's ``generate.py`` semantics (semi-autoregressive blocks, low-confidence remasking,
-Gumbel-max sampling) plus the A2D EOS monitor and early exit. It runs the LM head and a
+One loop for every decode protocol: what differs between them (canvas, block reach, block
+budget, stop rule, EOS ban) comes from the request's decode policy (``policies.py``), the
+same objects the engine calls. For ``ours``: LLaDA's ``generate.py`` semantics
+(semi-autoregressive blocks, low-confidence remasking, Gumbel-max sampling) plus the A2D EOS
+monitor and early exit. It runs the LM head and a
 float64 softmax over *every* position at every step, which is wasteful and exactly why it
 is the oracle and not the production path: the batched engine and every kernel must
 reproduce it token for token at temperature 0 in float64 on the tiny model.
@@ -9,9 +12,11 @@ reproduce it token for token at temperature 0 in float64 on the tiny model.
 One step of the loop:
 1. logits of the whole canvas (+ logit_bias), float64 softmax;
 2. monitor: p(EOS) at the leftmost mask; reject (``content_filter``) if it fires;
-3. x0 and the confidence of every candidate (masked and left of the block end);
-4. commit the k most confident (k from the transfer schedule); never re-mask;
-5. ``stop`` if an EOS/EoT is committed with no mask to its left; ``length`` when full.
+3. x0 (EOS banned where the policy says so) and the confidence of every candidate (masked
+   and left of the block end), read from the unbanned softmax;
+4. commit the k most confident (k from the policy's block budget); never re-mask;
+5. ``stop`` if an EOS/EoT is committed with no mask to its left (policies that stop at a
+   visible EOS); ``length`` when every block has run.
 
 Threshold decoding (``parallel_threshold``, Fast-dLLM, DESIGN §12) changes only step 4 and
 the length of a block: it commits the candidate the remasking mode ranks first plus every
@@ -30,11 +35,9 @@ from dataclasses import dataclass, field
 import torch
 
 from a2d_guard.config import SamplingParams
-from a2d_guard.diffusion.canvas import check_request, response_tokens
+from a2d_guard.diffusion.canvas import check_request, check_token_ids, initial_canvas, response_tokens
 from a2d_guard.diffusion.confidence import choose_x0, confidence, select_top_k
 from a2d_guard.diffusion.monitor import first_visible_end, leftmost_masked, should_reject
-from a2d_guard.diffusion.schedule import block_budget, block_end
-from a2d_guard.errors import A2DGuardError
 from a2d_guard.models.forward import model_logits
 from a2d_guard.models.spec import ModelSpec
 
@@ -91,17 +94,20 @@ def monitored_forward(model, spec: ModelSpec, canvas: torch.Tensor, generated: t
 
 @torch.no_grad()
 def reference_generate(model, spec: ModelSpec, prompt_ids: Sequence[int], params: SamplingParams) -> GenerationResult:
-    """Decode ``params.gen_length`` tokens after ``prompt_ids`` (masks in the prompt are infilled).
+    """Decode ``prompt_ids`` under the request's decode policy (``params.policy``): ``ours``
+    appends ``params.gen_length`` masks (masks in the prompt are infilled), ``llada`` the same
+    with LLaDA's budget, ``a2d`` decodes the prompt's own masks.
 
-    This is protocol ``ours``; ``protocols.protocol_generate`` decodes any of the three.
+    Every request is checked as the engine checks it (``canvas.check_request``: under ``a2d``
+    the positions check counts the canvas actually decoded).
     """
-    if params.protocol != "ours":
-        raise A2DGuardError(f"reference_generate decodes protocol 'ours', got protocol={params.protocol!r}; "
-                            "call a2d_guard.diffusion.protocols.protocol_generate for it")
     check_request(spec, prompt_ids, params)
+    policy = params.policy
+    params = policy.decode_params(params)  # a2d: its fixed temperature
     device = next(model.parameters()).device
     prompt_length = len(prompt_ids)
-    canvas = torch.tensor(list(prompt_ids) + [spec.mask_id] * params.gen_length, device=device)  # [L]
+    canvas = torch.tensor(initial_canvas(check_token_ids(spec, prompt_ids), params, spec.mask_id),
+                          device=device)  # [L]
     generated = canvas == spec.mask_id  # [L] positions the sampler fills
     positions = torch.arange(canvas.numel(), device=device)
     in_response = generated & (positions >= prompt_length)  # an EOS infilled in the prompt ends nothing
@@ -115,28 +121,33 @@ def reference_generate(model, spec: ModelSpec, prompt_ids: Sequence[int], params
         return GenerationResult(tokens, reason, steps_run, last_p_eos, reject_step, canvas.tolist(), prompt_length,
                                 reject_position, trace, infill)
 
-    for block in range(params.num_blocks):
-        end = block_end(prompt_length, block, params.block_length)
+    for block in range(policy.num_blocks(params)):
+        end = policy.block_end(prompt_length, canvas.numel(), block, params)
         in_reach = positions < end  # [L]
-        for k in block_budget(canvas, in_reach, spec.mask_id, params):
-            if k == 0:  # nothing left in reach: the next block would see the same canvas
+        for k in policy.block_steps(canvas, end, spec.mask_id, params):
+            cand = ((canvas == spec.mask_id) & in_reach).nonzero().squeeze(-1)  # [N] candidate positions
+            if k == 0 or cand.numel() == 0:  # the canvas would not change: no forward pass
                 continue
             step = steps_run
             steps_run += 1
-            masked = canvas == spec.mask_id  # [L]
+            # probs are unbanned: the confidence reads them even when the policy bans EOS from x0
             logits, probs, p_eos, reject_at = monitored_forward(model, spec, canvas, generated, params)
             trace.append(p_eos)
             if reject_at is not None:
                 return finish("content_filter", reject_at, p_eos, step, reject_at)
-            cand = (masked & in_reach).nonzero().squeeze(-1)  # [N] candidate positions
-            x0 = choose_x0(logits[cand], params.temperature, params.seed, step, cand)  # [N]
+            cand_logits = logits[cand]  # [N, V]
+            if policy.ban_eos:
+                cand_logits = cand_logits.clone()
+                cand_logits[:, spec.eos_id] = float("-inf")
+            x0 = choose_x0(cand_logits, params.temperature, params.seed, step, cand)  # [N]
             conf = confidence(params.remasking, probs[cand], x0, cand, params.seed, step)  # [N]
             chosen = torch.zeros_like(cand, dtype=torch.bool)  # [N]
-            chosen[select_top_k(conf, k)] = True
+            chosen[select_top_k(conf, min(k, cand.numel()))] = True
             if params.parallel_threshold is not None:  # Fast-dLLM: every candidate sure enough, too
                 chosen |= probs[cand].gather(-1, x0[:, None]).squeeze(-1) >= params.parallel_threshold
             canvas[cand[chosen]] = x0[chosen]
-            stop = int(first_visible_end(canvas[None], in_response[None], spec.mask_id, spec.end_ids)[0])
-            if stop >= 0:
-                return finish("stop", stop)
+            if policy.stops_at_visible_eos:
+                stop = int(first_visible_end(canvas[None], in_response[None], spec.mask_id, spec.end_ids)[0])
+                if stop >= 0:
+                    return finish("stop", stop)
     return finish("length", canvas.numel())

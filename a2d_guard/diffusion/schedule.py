@@ -3,16 +3,11 @@
 Within a block of ``steps_b`` steps that starts with ``n_mask`` masked candidates, step s
 commits ``n_mask // steps_b`` tokens, plus one for the first ``n_mask % steps_b`` steps, so
 the block ends with every candidate committed. ``n_mask`` counts every masked position left
-of the block's end (masks inside the prompt are therefore decoded within the first block).
+of the block's end (masks inside the prompt are therefore decoded within the first block);
+which masks a protocol counts is its decode policy's business (``policies.py``).
 """
 
 from __future__ import annotations
-
-from collections.abc import Iterator
-
-import torch
-
-from a2d_guard.config import SamplingParams
 
 
 def num_transfer_tokens(n_mask: int, steps_b: int) -> list[int]:
@@ -26,17 +21,3 @@ def num_transfer_tokens(n_mask: int, steps_b: int) -> list[int]:
 def block_end(prompt_length: int, block: int, block_length: int) -> int:
     """Exclusive end position of semi-autoregressive block ``block`` in the canvas."""
     return prompt_length + (block + 1) * block_length
-
-
-def block_budget(canvas: torch.Tensor, in_reach: torch.Tensor, mask_id: int, params: SamplingParams) -> Iterator[int]:
-    """k (the top-k by confidence to commit) for each step of one block.
-
-    Exact mode: the transfer schedule, fixed when the block starts. Threshold mode: a floor
-    of 1 for as long as the block has masks; the generator reads the live ``canvas``, so the
-    block ends at the step that commits its last mask (no forward pass on an empty block).
-    """
-    if params.parallel_threshold is None:
-        yield from num_transfer_tokens(int(((canvas == mask_id) & in_reach).sum()), params.steps_per_block)
-        return
-    while bool(((canvas == mask_id) & in_reach).any()):
-        yield 1

@@ -17,7 +17,7 @@ import logging
 from collections.abc import Sequence as Seq
 
 from a2d_guard.config import SamplingParams
-from a2d_guard.diffusion.canvas import protocol_params, response_tokens
+from a2d_guard.diffusion.canvas import response_tokens
 from a2d_guard.engine.input_processor import InputProcessor, RequestLimits
 from a2d_guard.engine.output_processor import answer_text
 from a2d_guard.engine.outputs import CompletionOutput, RequestMetrics, RequestOutput
@@ -62,7 +62,7 @@ class LLMEngine:
             raise A2DGuardError(f"request_id {request_id!r} is already in use; pass a unique id")
         prompt_ids = self.processor.token_ids(prompt_ids)  # ints in the vocabulary; no silent int() of 2.5
         self.processor.check(prompt_ids, params)
-        seq = Sequence(request_id, prompt, prompt_ids, protocol_params(params), self.spec.mask_id)
+        seq = Sequence(request_id, prompt, prompt_ids, params.policy.decode_params(params), self.spec.mask_id)
         self.scheduler.add(seq)
         self._known[request_id] = seq
         return request_id

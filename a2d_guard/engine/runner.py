@@ -102,7 +102,7 @@ class ModelRunner:
         b = len(seqs)
         # Per-sequence scalars in two host-to-device copies (ints, floats).
         ints = torch.tensor([[s.length, s.block_end, s.prompt_length, s.params.seed, s.num_steps,
-                              _MODE_INDEX[s.params.remasking], k, s.params.protocol == "a2d"]
+                              _MODE_INDEX[s.params.remasking], k, s.policy.ban_eos]
                              for s, k in zip(seqs, ks, strict=True)], dtype=torch.int64).to(dev)  # [B, 8]
         floats = torch.tensor([[float(s.params.temperature), float(s.params.eos_threshold),
                                 _parallel_threshold(s)] for s in seqs], dtype=torch.float64).to(dev)  # [B, 3]
@@ -130,8 +130,8 @@ class ModelRunner:
             logits = self.head(hidden)  # [M, V]
             self.token_forwards += spent
         logits = self._apply_logit_bias(logits, seqs, seq_idx)
-        # protocol a2d: EOS may not be chosen as x0; every statistic still reads the unbanned softmax
-        banned = ban_eos.bool()[seq_idx] if any(s.params.protocol == "a2d" for s in seqs) else None  # [M]
+        # a policy that bans EOS (a2d): EOS may not be chosen as x0; every statistic still reads the unbanned softmax
+        banned = ban_eos.bool()[seq_idx] if any(s.policy.ban_eos for s in seqs) else None  # [M]
         stats = ops.token_stats(logits, spec.eos_id, temperature[seq_idx], seeds[seq_idx], steps[seq_idx], pos_idx,
                                 validate=False, ban_eos=banned)
         # A NaN/inf logit makes the row's softmax NaN: fail that request only.

@@ -10,8 +10,7 @@ from functools import cached_property
 import torch
 
 from a2d_guard.config import SamplingParams
-from a2d_guard.diffusion.canvas import answer_length, initial_canvas
-from a2d_guard.diffusion.schedule import block_end, num_transfer_tokens
+from a2d_guard.diffusion.canvas import canvas_length, initial_canvas
 
 
 class SequenceStatus(enum.Enum):
@@ -38,11 +37,12 @@ class Sequence:
     (the masks left of the block's end, reported by the runner after every step in the
     step's one host sync) says when the block is done, and every step has a floor of k = 1.
 
-    Decode protocols (``params.protocol``, DESIGN §11, ``diffusion/protocols.py``): ``llada``
-    computes a block's schedule from the masks *inside* the block (candidates are still every
-    mask left of its end), so its last block can end with masks left (``is_exhausted``);
-    ``a2d`` has no blocks: one span over its whole canvas (``initial_canvas``), k = 1 while a
-    mask is left. Only ``ours`` stops at a visible EOS (``stops_at_visible_eos``).
+    Where protocols differ, the request's decode policy decides (``params.policy``,
+    ``diffusion/policies.py``, the objects the readable decoder calls too): the canvas, the
+    blocks and their reach, each block's budget (None: k = 1 while it has masks: threshold
+    decoding and ``a2d``), whether a visible EOS ends the request (``stops_at_visible_eos``)
+    and whether the last block's spent budget does (``is_exhausted``: ``llada``, whose last
+    block can end with masks left).
     """
 
     request_id: str
@@ -54,7 +54,7 @@ class Sequence:
     canvas: torch.Tensor | None = None  # [L] on the model's device once admitted
     generated: torch.Tensor | None = None  # [L] bool: positions that were masks at the start
     block: int = -1
-    schedule: list[int] = field(default_factory=list)
+    schedule: list[int] | None = field(default_factory=list)  # None: k = 1 while the block has masks
     step_in_block: int = 0
     masks_left: int = 0  # masks left of the block's end after the last step (0: the block has no step left)
     block_masks: int = 0  # masks left of the block's end when it started: a cap on its k = 1 steps
@@ -76,27 +76,29 @@ class Sequence:
         return len(self.prompt_ids)
 
     @cached_property
+    def policy(self):
+        """The request's decode policy, chosen once (``diffusion/policies.py``)."""
+        return self.params.policy
+
+    @cached_property
     def length(self) -> int:
-        """Canvas positions: prompt + gen_length masks (``a2d``: the prompt, + 36 masks if it has none)."""
-        return self.prompt_length + answer_length(self.prompt_ids, self.mask_id, self.params.gen_length,
-                                                  self.params.protocol)
+        """Canvas positions: the prompt + its policy's answer masks."""
+        return canvas_length(self.prompt_ids, self.params, self.mask_id)
 
     @property
     def block_end(self) -> int:
-        if self.params.protocol == "a2d":
-            return self.length  # every mask of the canvas is a candidate
-        return block_end(self.prompt_length, self.block, self.params.block_length)
+        return self.policy.block_end(self.prompt_length, self.length, self.block, self.params)
 
     @property
     def stops_at_visible_eos(self) -> bool:
-        """Early exit at a committed EOS with no mask to its left: ``ours`` only (llada, a2d run to the end)."""
-        return self.params.protocol == "ours"
+        """Early exit at a committed EOS with no mask to its left (``ours``; the others run to the end)."""
+        return self.policy.stops_at_visible_eos
 
     @property
     def is_exhausted(self) -> bool:
-        """``llada``: the last block's budget is spent; no step is left even if masks are (it ends ``length``)."""
-        return (self.params.protocol == "llada" and self.block == self.params.num_blocks - 1
-                and not any(self.schedule[self.step_in_block:]))
+        """The last block's budget is spent and the policy ends there, masks left or not (``llada``)."""
+        return (self.policy.ends_when_budget_spent and self.block == self.policy.num_blocks(self.params) - 1
+                and self.schedule is not None and not any(self.schedule[self.step_in_block:]))
 
     def admit(self, device: torch.device) -> None:
         """Build the canvas (``initial_canvas``: prompt + its protocol's answer masks) and start the clock."""
@@ -119,27 +121,19 @@ class Sequence:
         step commits at least one mask, unless the model's chosen token *is* the mask id, which
         commits nothing and, at temperature 0, would repeat the same step forever.
         """
-        if self.params.protocol == "a2d":  # one span, one token per step while a mask is left
-            if self.block < 0:
-                self.block, self.masks_left = 0, int((self.canvas == self.mask_id).sum())
-                self.block_masks, self.step_in_block = self.masks_left, 0
-            return 1 if self.masks_left > 0 and self.step_in_block < self.block_masks else 0
-        threshold = self.params.parallel_threshold is not None
         while True:
-            if threshold and self.block >= 0 and self.masks_left > 0 and self.step_in_block < self.block_masks:
-                return 1  # the floor; the runner adds every candidate with p(x0) >= the threshold
-            if (not threshold and self.masks_left > 0 and self.step_in_block < len(self.schedule)
-                    and self.schedule[self.step_in_block] > 0):
-                return self.schedule[self.step_in_block]
+            if self.block >= 0 and self.masks_left > 0:
+                if self.schedule is None and self.step_in_block < self.block_masks:
+                    return 1  # the floor; under threshold decoding the runner adds every sure candidate
+                if (self.schedule is not None and self.step_in_block < len(self.schedule)
+                        and self.schedule[self.step_in_block] > 0):
+                    return self.schedule[self.step_in_block]
             self.block += 1
-            if self.block >= self.params.num_blocks:
+            if self.block >= self.policy.num_blocks(self.params):
                 return 0
-            n_mask = int((self.canvas[: self.block_end] == self.mask_id).sum())
-            self.masks_left = self.block_masks = n_mask
-            if self.params.protocol == "llada":  # LLaDA's budget: the masks inside the block only
-                n_mask = int((self.canvas[self.block_end - self.params.block_length: self.block_end]
-                              == self.mask_id).sum())
-            self.schedule = [] if threshold else num_transfer_tokens(n_mask, self.params.steps_per_block)
+            end = self.block_end
+            self.masks_left = self.block_masks = int((self.canvas[:end] == self.mask_id).sum())
+            self.schedule = self.policy.budget(self.canvas, end, self.mask_id, self.params)
             self.step_in_block = 0
 
     def finish(self, status: SequenceStatus) -> None:

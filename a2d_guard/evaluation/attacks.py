@@ -17,8 +17,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from a2d_guard.diffusion.policies import policy_named
 from a2d_guard.diffusion.prompts import encode_prompt
-from a2d_guard.diffusion.protocols import canvas_length
 from a2d_guard.errors import A2DGuardError
 from a2d_guard.evaluation.data import EvalData, EvalPrompt
 from a2d_guard.models.spec import ModelSpec
@@ -70,8 +70,9 @@ def encode_attack(tokenizer, spec: ModelSpec, request: AttackRequest, where: str
 
 
 def fits(spec: ModelSpec, prompt_ids: list[int], gen_length: int, protocol: str = "ours") -> bool:
-    """Whether the canvas (prompt + ``gen_length`` answer masks; see ``canvas_length``) fits the model's positions."""
-    return not spec.max_positions or canvas_length(spec, prompt_ids, gen_length, protocol) <= spec.max_positions
+    """Whether the canvas (prompt + the protocol's answer masks) fits the model's positions."""
+    answer = policy_named(protocol).answer_length(prompt_ids, spec.mask_id, gen_length)
+    return not spec.max_positions or len(prompt_ids) + answer <= spec.max_positions
 
 
 @dataclass(frozen=True)

@@ -6,11 +6,11 @@ every decoding order (``SamplingParams.remasking``) and threshold τ
 (``SamplingParams.eos_threshold``; 1.0 = monitor off: what the model itself writes). All
 requests of a task go through the engine (``LLM.generate``) at once, so they run in
 continuous batches of ``--batch`` slots. Each output is judged (``judges``) and aggregated
-(``metrics``). Decode protocol (``SamplingParams.protocol``, ``diffusion.protocols``): ``ours``
+(``metrics``). Decode protocol (``SamplingParams.protocol``, ``diffusion.policies``): ``ours``
 (every mask filled, prompt masks counted in the first block's budget, stop at a visible EOS),
 or, to compare with published numbers, ``llada`` (LLaDA's ``generate.py``) and ``a2d`` (the A2D
 authors' DIJA decode); all three run through the engine in the same batches, token for token
-what the readable decoder ``protocols.protocol_generate`` writes (``tests/engine/test_protocols_engine.py``).
+what the readable decoder ``reference.reference_generate`` writes (``tests/engine/test_protocols_engine.py``).
 
 Outputs, in ``out`` (written under a temporary name, then moved in: never half-written;
 a folder holding files eval did not write is refused, never deleted; ``a2d_guard.outputs``).
@@ -42,8 +42,7 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from a2d_guard.config import REMASKING_MODES, SamplingParams
-from a2d_guard.diffusion.protocols import PROTOCOLS, full_steps
+from a2d_guard.config import PROTOCOLS, REMASKING_MODES, SamplingParams
 from a2d_guard.errors import A2DGuardError
 from a2d_guard.evaluation.attacks import ORDERS, PreparedPrompt, check_attack, prepare
 from a2d_guard.evaluation.data import EvalData, load_prompts
@@ -164,7 +163,7 @@ def evaluate_task(llm, task: EvalTask, data: EvalData, settings: EvalSettings, j
                                 for (item, *_), text, c in zip(combos, judged, completions, strict=True)])
     new = {record_key(r): r for r in (
         _record(task, item, order, tau, params, c, text, verdict,
-                full_steps(llm.spec, item.ids, params.steps, settings.protocol))
+                params.policy.full_steps(item.ids, llm.spec.mask_id, params.steps))
         for (item, order, tau, params), c, text, verdict in zip(combos, completions, judged, verdicts, strict=True))}
     records = [new[key] if key in new else done[key] for key in keys]
     run = {"attack": task.attack, "data": str(task.data), "format": data.format, "num_rows": data.num_rows,

@@ -28,7 +28,7 @@ from a2d_guard.config import SamplingParams
 from a2d_guard.diffusion.canvas import response_tokens
 from a2d_guard.diffusion.confidence import select_top_k
 from a2d_guard.diffusion.monitor import first_visible_end, leftmost_masked, should_reject
-from a2d_guard.diffusion.schedule import block_budget, block_end
+from a2d_guard.diffusion.policies import DEFAULT_POLICY
 from a2d_guard.errors import A2DGuardError
 
 # Columns of the per-position statistics the pooler returns.  # [L, STATS] float32
@@ -47,7 +47,7 @@ def check_params(params: SamplingParams) -> None:
     if params.logit_bias:
         raise A2DGuardError("logit_bias is not available on vLLM (the engine returns statistics, not logits); "
                             "leave it unset or use a2d-guard serve", param="logit_bias")
-    if params.protocol != "ours":
+    if params.policy is not DEFAULT_POLICY:
         raise A2DGuardError(f"protocol={params.protocol!r} is not available on vLLM", param="protocol")
 
 
@@ -79,9 +79,11 @@ def monitored_decode(prompt_ids: Sequence[int], params: SamplingParams, mask_id:
                 "steps": steps_run, "p_eos": last_p_eos, "reject_step": reject_step,
                 "reject_position": reject_position, "canvas": canvas.tolist()}
 
-    for block in range(params.num_blocks):
-        in_reach = positions < block_end(prompt_length, block, params.block_length)  # [L]
-        for k in block_budget(canvas, in_reach, mask_id, params):
+    policy = params.policy
+    for block in range(policy.num_blocks(params)):
+        end = policy.block_end(prompt_length, canvas.numel(), block, params)
+        in_reach = positions < end  # [L]
+        for k in policy.block_steps(canvas, end, mask_id, params):
             if k == 0:  # nothing left in reach this step: no forward pass
                 continue
             masked = canvas == mask_id  # [L]

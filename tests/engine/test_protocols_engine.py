@@ -1,5 +1,5 @@
 """The decode protocols in the engine (DESIGN §11, issue 12): batched, mixed in one batch, with
-the A2D monitor, and token for token what the readable decoder (``protocols.protocol_generate``)
+the A2D monitor, and token for token what the readable decoder (``reference.reference_generate``)
 writes, whatever the batch; plus the hand-worked examples of ``tests/diffusion/test_protocols.py``
 through the engine."""
 
@@ -9,9 +9,10 @@ import pytest
 import torch
 
 from a2d_guard.config import PROTOCOLS, REMASKING_MODES, SamplingParams
-from a2d_guard.diffusion.canvas import A2D_FALLBACK_MASKS, initial_canvas
+from a2d_guard.diffusion.canvas import initial_canvas
+from a2d_guard.diffusion.policies import A2D_FALLBACK_MASKS
 from a2d_guard.diffusion.prompts import encode_prompt
-from a2d_guard.diffusion.protocols import protocol_generate
+from a2d_guard.diffusion.reference import reference_generate
 from a2d_guard.engine import LLM
 from a2d_guard.errors import A2DGuardError
 from a2d_guard.models.spec import ModelSpec
@@ -57,7 +58,7 @@ def _ref_key(r):
 def mixed(tiny64):
     model, tok, spec = tiny64
     reqs = _requests(tok, spec)
-    refs = [protocol_generate(model, spec, ids, p) for ids, p in reqs]
+    refs = [reference_generate(model, spec, ids, p) for ids, p in reqs]
     return reqs, refs
 
 

@@ -1,9 +1,9 @@
 """``eval --protocol llada|a2d`` runs through the engine in batches, and every record is what the
-readable decoder (``protocols.protocol_generate``) writes for that prompt (DESIGN §11, issue 12)."""
+readable decoder (``reference.reference_generate``) writes for that prompt (DESIGN §11, issue 12)."""
 
 import pytest
 
-from a2d_guard.diffusion.protocols import protocol_generate
+from a2d_guard.diffusion.reference import reference_generate
 from a2d_guard.engine import LLM
 from a2d_guard.evaluation.attacks import prepare
 from a2d_guard.evaluation.data import load_prompts
@@ -33,7 +33,7 @@ def test_eval_protocol_records_equal_the_readable_decoder(tiny64, fixture_files,
     assert len(records) == 16 and {r["attack"] for r in records} == {"dija", "plain"}
     for rec in records:
         params = settings.params(rec["order"], rec["threshold"])
-        ref = protocol_generate(model, spec, items[rec["attack"], rec["id"]].ids, params)
+        ref = reference_generate(model, spec, items[rec["attack"], rec["id"]].ids, params)
         infill = tok.decode(ref.infill_ids, skip_special_tokens=False) if ref.infill_ids else None
         got = (rec["text"], rec["infill_text"], rec["finish_reason"], rec["steps"], rec["reject_step"])
         assert got == (tok.decode(ref.token_ids, skip_special_tokens=True), infill, ref.finish_reason, ref.steps,

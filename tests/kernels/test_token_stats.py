@@ -230,7 +230,7 @@ def _eos_favoured(m: int, v: int, eos_id: int, dtype=torch.float32, seed: int = 
 
 
 def test_ref_ban_eos_equals_the_a2d_decoders_choice():
-    """Banned rows choose x0 as ``protocols._decode`` does (EOS's logit at -inf, then
+    """Banned rows choose x0 as ``reference.reference_generate`` does (EOS's logit at -inf, then
     ``choose_x0``); every statistic, p_x0 included, stays the unbanned softmax's."""
     logits, temps, seeds, steps, positions, ban = _eos_favoured(6, 37, 5, torch.float64)
     got = ts.token_stats_ref(logits, 5, temps, seeds, steps, positions, ban_eos=ban)
