@@ -191,6 +191,8 @@ class LLMEngine:
         seq.step_in_block += 1
         seq.p_eos = outcome.p_eos
         seq.masks_left = outcome.masks_left
+        if outcome.canvas is not None:
+            seq.canvas = outcome.canvas
         if outcome.error is not None:
             seq.error = outcome.error
             seq.finish(SequenceStatus.FINISHED_ERROR)

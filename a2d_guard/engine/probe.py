@@ -41,7 +41,7 @@ def eos_probabilities(model, spec: ModelSpec, canvases: list[list[int]], reads: 
         attention_mask = None if bool((lengths == lengths[0]).all()) else valid.long()
         seq_idx = torch.tensor([b for b, i in enumerate(chunk) for _ in reads[i]], device=runner.device)  # [M]
         pos_idx = torch.tensor([p for i in chunk for p in reads[i]], device=runner.device)  # [M]
-        logits = runner._hidden_rows(input_ids, attention_mask, seq_idx, pos_idx)  # [M, V]
+        logits = runner.row_logits(input_ids, attention_mask, seq_idx, pos_idx)  # [M, V]
         m = pos_idx.numel()
         zeros = torch.zeros(m, dtype=torch.int64, device=runner.device)  # [M]
         stats = ops.token_stats(logits, spec.eos_id, torch.zeros(m, dtype=torch.float64, device=runner.device),

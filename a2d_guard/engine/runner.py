@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import NamedTuple
 
 import torch
 from torch.nn.utils.rnn import pad_sequence
@@ -27,20 +28,60 @@ from a2d_guard.engine.sequence import Sequence
 from a2d_guard.errors import A2DGuardError
 from a2d_guard.models.spec import ModelSpec
 
-_MODE_INDEX = {mode: i for i, mode in enumerate(REMASKING_MODES)}
+_MODE_INDEX = {mode: i for i, mode in enumerate(REMASKING_MODES)}  # the confidence table's columns, by name
+
+
+def confidence_table(stats, positions: torch.Tensor) -> torch.Tensor:
+    """Every remasking mode's confidence of each candidate row, one column per mode in
+    ``REMASKING_MODES`` order (so ``_MODE_INDEX`` reads a column by the mode's name).  # [M, MODES]"""
+    pos = positions.to(torch.float64)
+    by_mode = {"low_confidence": stats.p_x0, "margin": stats.margin, "entropy": stats.neg_entropy,
+               "random": stats.rand_conf, "left_to_right": -pos, "right_to_left": pos}
+    return torch.stack([by_mode[mode].to(torch.float64) for mode in REMASKING_MODES], 1)
 
 
 @dataclass
 class StepOutcome:
-    """What happened to one sequence in a step (the engine turns it into a status)."""
+    """What happened to one sequence in a step; the engine applies it to the sequence (its
+    canvas and status), the runner writes no ``Sequence`` field of the decode."""
 
     p_eos: float
+    canvas: torch.Tensor | None = None  # [L] the canvas after this step's commit
     rejected: bool = False
     reject_position: int = -1
     stop_position: int = -1
     is_full: bool = False
     masks_left: int = 0  # masks left of the block's end after the commit (ends a block early)
     error: str | None = None
+
+
+class StepInputs(NamedTuple):
+    """Per-sequence scalars of one step, on the device, in two host-to-device copies.  # each [B]"""
+
+    lengths: torch.Tensor
+    block_ends: torch.Tensor
+    prompt_lengths: torch.Tensor
+    seeds: torch.Tensor
+    steps: torch.Tensor
+    modes: torch.Tensor
+    k: torch.Tensor
+    ban_eos: torch.Tensor
+    temperature: torch.Tensor
+    thresholds: torch.Tensor
+    parallel: torch.Tensor
+
+    @classmethod
+    def pack(cls, seqs: list[Sequence], ks: list[int], device) -> StepInputs:
+        ints = torch.tensor([[s.length, s.block_end, s.prompt_length, s.params.seed, s.num_steps,
+                              _MODE_INDEX[s.params.remasking], k, s.policy.ban_eos]
+                             for s, k in zip(seqs, ks, strict=True)], dtype=torch.int64).to(device)  # [B, 8]
+        floats = torch.tensor([[float(s.params.temperature), float(s.params.eos_threshold), _parallel_threshold(s)]
+                               for s in seqs], dtype=torch.float64).to(device)  # [B, 3]
+        return cls(*ints.unbind(1), *floats.unbind(1))
+
+
+# What the step's one host sync brings back per sequence, by name (the columns of ``summary``).
+_SUMMARY = ("p_eos", "rejected", "leftmost", "stop_position", "is_full", "bad", "masks_left")
 
 
 def split_body_head(model):
@@ -86,8 +127,9 @@ class ModelRunner:
     def kv_pool(self):
         return None if self.block_cache is None else self.block_cache.pool
 
-    def _hidden_rows(self, input_ids, attention_mask, seq_idx, pos_idx) -> torch.Tensor:
-        """Logits of the candidate rows only.  # [M, V]"""
+    def row_logits(self, input_ids, attention_mask, seq_idx, pos_idx) -> torch.Tensor:
+        """Logits at positions ``pos_idx`` of canvases ``seq_idx`` only (the decode's candidates,
+        the guard's probe reads): the body on the canvases, the LM head on those rows.  # [M, V]"""
         rows = (pos_idx - 1).clamp_min(0) if self.spec.shift_logits else pos_idx  # Dream: row i-1 predicts i
         if self.head is None:
             logits = self.model(input_ids=input_ids, attention_mask=attention_mask).logits  # [B, L, V]
@@ -97,17 +139,11 @@ class ModelRunner:
 
     @torch.no_grad()
     def execute(self, seqs: list[Sequence], ks: list[int]) -> list[StepOutcome]:
-        """One denoising step for every running sequence; mutates their canvases."""
+        """One denoising step for every running sequence: the outcome of each, its new canvas included."""
         spec, dev = self.spec, self.device
         b = len(seqs)
-        # Per-sequence scalars in two host-to-device copies (ints, floats).
-        ints = torch.tensor([[s.length, s.block_end, s.prompt_length, s.params.seed, s.num_steps,
-                              _MODE_INDEX[s.params.remasking], k, s.policy.ban_eos]
-                             for s, k in zip(seqs, ks, strict=True)], dtype=torch.int64).to(dev)  # [B, 8]
-        floats = torch.tensor([[float(s.params.temperature), float(s.params.eos_threshold),
-                                _parallel_threshold(s)] for s in seqs], dtype=torch.float64).to(dev)  # [B, 3]
-        lengths, block_ends, prompt_lengths, seeds, steps, modes, k, ban_eos = ints.unbind(1)
-        temperature, thresholds, parallel = floats.unbind(1)
+        inputs = StepInputs.pack(seqs, ks, dev)
+        lengths, block_ends, k = inputs.lengths, inputs.block_ends, inputs.k
 
         input_ids = pad_sequence([s.canvas for s in seqs], batch_first=True, padding_value=spec.pad_id)  # [B, L]
         generated = pad_sequence([s.generated for s in seqs], batch_first=True, padding_value=False)  # [B, L]
@@ -123,7 +159,7 @@ class ModelRunner:
         starts = torch.cumsum(counts, 0) - counts  # first (= leftmost) row of each sequence
 
         if self.block_cache is None:
-            logits = self._hidden_rows(input_ids, attention_mask, seq_idx, pos_idx)  # [M, V]
+            logits = self.row_logits(input_ids, attention_mask, seq_idx, pos_idx)  # [M, V]
             self.token_forwards += input_ids.numel()
         else:
             hidden, spent = self.block_cache.hidden_rows(seqs, input_ids, seq_idx, pos_idx)  # [M, D]
@@ -131,9 +167,9 @@ class ModelRunner:
             self.token_forwards += spent
         logits = self._apply_logit_bias(logits, seqs, seq_idx)
         # a policy that bans EOS (a2d): EOS may not be chosen as x0; every statistic still reads the unbanned softmax
-        banned = ban_eos.bool()[seq_idx] if any(s.policy.ban_eos for s in seqs) else None  # [M]
-        stats = ops.token_stats(logits, spec.eos_id, temperature[seq_idx], seeds[seq_idx], steps[seq_idx], pos_idx,
-                                validate=False, ban_eos=banned)
+        banned = inputs.ban_eos.bool()[seq_idx] if any(s.policy.ban_eos for s in seqs) else None  # [M]
+        stats = ops.token_stats(logits, spec.eos_id, inputs.temperature[seq_idx], inputs.seeds[seq_idx],
+                                inputs.steps[seq_idx], pos_idx, validate=False, ban_eos=banned)
         # A NaN/inf logit makes the row's softmax NaN: fail that request only.
         bad_rows = torch.isnan(stats.p_x0) | torch.isnan(stats.p_eos)  # [M]
         bad_seq = torch.zeros(b, dtype=torch.int32, device=dev).index_add_(0, seq_idx, bad_rows.int()) > 0
@@ -141,37 +177,37 @@ class ModelRunner:
         # Monitor (DESIGN §4) on the canvas before this step's commit.
         leftmost = pos_idx[starts]  # [B]
         p_eos = stats.p_eos[starts].to(torch.float64)  # [B]
-        rejected = should_reject(input_ids, generated, leftmost, p_eos, spec.mask_id, spec.end_ids, thresholds)
+        rejected = should_reject(input_ids, generated, leftmost, p_eos, spec.mask_id, spec.end_ids, inputs.thresholds)
         rejected &= ~bad_seq
 
         # Per-sequence top-k by confidence; ties -> leftmost (stable sorts keep row order).
-        pos_f = pos_idx.to(torch.float64)
-        table = torch.stack([stats.p_x0, stats.margin, stats.neg_entropy, stats.rand_conf, -pos_f, pos_f], 1)
-        conf = table.to(torch.float64).gather(1, modes[seq_idx][:, None]).squeeze(1)  # [M]
+        conf = confidence_table(stats, pos_idx).gather(1, inputs.modes[seq_idx][:, None]).squeeze(1)  # [M]
         order = torch.sort(conf, descending=True, stable=True).indices
         order = order[torch.sort(seq_idx[order], stable=True).indices]  # group by sequence, keep conf order
         rank = torch.arange(order.numel(), device=dev) - starts[seq_idx[order]]
-        sure = stats.p_x0[order].to(torch.float64) >= parallel[seq_idx[order]]  # threshold decoding
+        sure = stats.p_x0[order].to(torch.float64) >= inputs.parallel[seq_idx[order]]  # threshold decoding
         keep = ((rank < k[seq_idx[order]]) | sure) & ~(rejected | bad_seq)[seq_idx[order]]
         chosen = order[keep]
         input_ids[seq_idx[chosen], pos_idx[chosen]] = stats.x0[chosen]
 
-        response = generated & (positions >= prompt_lengths[:, None])
+        response = generated & (positions >= inputs.prompt_lengths[:, None])
         stop_at = first_visible_end(input_ids, response, spec.mask_id, spec.end_ids)  # [B]
         still_masked = (input_ids == spec.mask_id) & valid  # [B, L]
         is_full = ~still_masked.any(dim=1)  # [B]
         masks_left = (still_masked & (positions < block_ends[:, None])).sum(1)  # [B]
 
-        for i, s in enumerate(seqs):
-            s.canvas = input_ids[i, : s.length]
-        summary = torch.stack([p_eos, rejected.double(), leftmost.double(), stop_at.double(), is_full.double(),
-                               bad_seq.double(), masks_left.double()], 1).tolist()  # one host sync
+        columns = {"p_eos": p_eos, "rejected": rejected, "leftmost": leftmost, "stop_position": stop_at,
+                   "is_full": is_full, "bad": bad_seq, "masks_left": masks_left}
+        summary = torch.stack([columns[name].double() for name in _SUMMARY], 1).tolist()  # one host sync
+        rows = [dict(zip(_SUMMARY, row, strict=True)) for row in summary]
         if self.block_cache is not None:
-            self.block_cache.after_step(seqs, [int(row[2]) for row in summary])
+            self.block_cache.after_step(seqs, [int(row["leftmost"]) for row in rows])
         return [
-            StepOutcome(p_eos=row[0], rejected=bool(row[1]), reject_position=int(row[2]), stop_position=int(row[3]),
-                        is_full=bool(row[4]), masks_left=int(row[6]), error="non-finite logits" if row[5] else None)
-            for row in summary
+            StepOutcome(p_eos=row["p_eos"], canvas=input_ids[i, : s.length], rejected=bool(row["rejected"]),
+                        reject_position=int(row["leftmost"]), stop_position=int(row["stop_position"]),
+                        is_full=bool(row["is_full"]), masks_left=int(row["masks_left"]),
+                        error="non-finite logits" if row["bad"] else None)
+            for i, (s, row) in enumerate(zip(seqs, rows, strict=True))
         ]
 
     def _apply_logit_bias(self, logits, seqs, seq_idx) -> torch.Tensor:

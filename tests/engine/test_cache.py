@@ -81,7 +81,7 @@ def _logits_both_ways(loaded, seqs, mode):
     fast = ModelRunner(model, spec, cache=mode, max_num_seqs=len(seqs))
     fast.kv_pool.reserve(max(s.length for s in seqs))
     ids, attention_mask, seq_idx, pos_idx = _candidates(seqs, spec)
-    want = exact._hidden_rows(ids, attention_mask, seq_idx, pos_idx)  # [M, V]
+    want = exact.row_logits(ids, attention_mask, seq_idx, pos_idx)  # [M, V]
     hidden, _ = fast.block_cache.hidden_rows(seqs, ids, seq_idx, pos_idx)
     return want, fast.head(hidden), fast, (ids, seq_idx, pos_idx)
 
@@ -142,11 +142,12 @@ def test_later_steps_reuse_stale_keys_and_report_the_difference(tiny64):
         diffs = []
         for _ in range(3):
             ids, attention_mask, seq_idx, pos_idx = _candidates(seqs, spec)
-            want = exact._hidden_rows(ids, attention_mask, seq_idx, pos_idx)
+            want = exact.row_logits(ids, attention_mask, seq_idx, pos_idx)
             got = fast.head(fast.block_cache.hidden_rows(seqs, ids, seq_idx, pos_idx)[0])
             diffs.append((got - want).abs().max().item())
-            fast.execute(seqs, [s.next_commit_count() for s in seqs])  # commits 2 per sequence
-            for s in seqs:
+            outcomes = fast.execute(seqs, [s.next_commit_count() for s in seqs])  # commits 2 per sequence
+            for s, outcome in zip(seqs, outcomes, strict=True):
+                s.canvas = outcome.canvas  # what the engine applies
                 s.step_in_block += 1
         print(f"{mode}: max |cached - uncached logit| at steps 0, 1, 2 of block 0: {diffs}")
         assert diffs[0] == 0.0
